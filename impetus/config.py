@@ -1,0 +1,191 @@
+"""The one place where impetus learns where things are and how they are tuned.
+
+Every job, DAG, CLI command and test asks :func:`load_settings` for a
+:class:`Settings`; nothing else names a host, port or path. Two profiles exist:
+
+* ``local`` (default): everything embedded on this machine, state under ``var/``.
+* ``cluster``: external Kafka, Flink, Spark, object storage and MLflow. Values
+  that have no sensible default there must be given by environment variables.
+
+Every field can be overridden by an environment variable ``IMPETUS_<FIELD>``
+(upper case), e.g. ``IMPETUS_KAFKA_BOOTSTRAP=broker-1:9092``. The profile is
+chosen with ``IMPETUS_PROFILE``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_HOME = PACKAGE_DIR.parent
+PROFILES = ("local", "cluster")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message says which and how to set it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    profile: str
+    home: Path
+    var_dir: Path
+    jars_dir: Path
+    schemas_dir: Path
+    # Kafka
+    kafka_bootstrap: str
+    kafka_host: str
+    kafka_port: int
+    kafka_controller_port: int
+    kafka_heap: str
+    # Flink: "local" runs PyFlink's embedded mini-cluster; otherwise host:port of a JobManager
+    flink_jobmanager: str
+    flink_parallelism: int
+    flink_checkpoint_interval_ms: int
+    # Spark / Delta
+    spark_master: str
+    spark_driver_memory: str
+    lake_uri: str
+    checkpoint_uri: str
+    # MLflow and Airflow
+    mlflow_tracking_uri: str
+    airflow_home: Path
+    # Domain defaults
+    default_tenant: str
+    tenants: tuple[str, ...] = field(default_factory=tuple)
+    # sensor kind -> value above which a reading raises a threshold alert
+    sensor_thresholds: dict[str, float] = field(default_factory=dict)
+
+    def lake_path(self, layer: str, table: str) -> str:
+        """URI of a Delta table, e.g. ``lake_path("bronze", "sensors_readings")``."""
+        return f"{self.lake_uri.rstrip('/')}/{layer}/{table}"
+
+    def checkpoint_path(self, name: str) -> str:
+        return f"{self.checkpoint_uri.rstrip('/')}/{name}"
+
+    def jars(self, engine: str) -> list[Path]:
+        """The jars fetched by ``make jars`` for one engine (``kafka``, ``flink``, ``spark``)."""
+        folder = self.jars_dir / engine
+        found = sorted(folder.glob("*.jar")) if folder.is_dir() else []
+        if not found:
+            raise ConfigError(
+                f"no {engine} jars in {folder}. Run `make setup` (or `make jars`) to fetch them "
+                f"from Maven Central, or set IMPETUS_JARS_DIR to where they are."
+            )
+        return found
+
+
+def _local_defaults(home: Path) -> dict:
+    var = home / "var"
+    return {
+        "var_dir": var,
+        "jars_dir": var / "jars",
+        "schemas_dir": home / "schemas",
+        "kafka_host": "127.0.0.1",
+        "kafka_port": 9092,
+        "kafka_controller_port": 9093,
+        "kafka_bootstrap": None,  # derived from host and port below
+        "kafka_heap": "512m",
+        "flink_jobmanager": "local",
+        "flink_parallelism": 1,
+        "flink_checkpoint_interval_ms": 1000,
+        "spark_master": "local[2]",
+        "spark_driver_memory": "2g",
+        "lake_uri": (var / "lake").as_uri(),
+        "checkpoint_uri": (var / "checkpoints").as_uri(),
+        "mlflow_tracking_uri": f"sqlite:///{var / 'mlflow' / 'mlflow.db'}",
+        "airflow_home": var / "airflow",
+        "default_tenant": "auckland",
+        "tenants": ("auckland", "oslo", "padova"),
+        "sensor_thresholds": {"pedestrian_count": 3000.0},
+    }
+
+
+# Values a cluster deployment must provide itself; None means "required".
+_CLUSTER_REQUIRED = ("kafka_bootstrap", "flink_jobmanager", "spark_master", "lake_uri",
+                     "checkpoint_uri", "mlflow_tracking_uri")
+
+
+def _cluster_defaults(home: Path) -> dict:
+    values = _local_defaults(home)
+    values.update({name: None for name in _CLUSTER_REQUIRED})
+    values["flink_parallelism"] = 2
+    return values
+
+
+def _coerce(name: str, raw: str, like):
+    if isinstance(like, bool):
+        return raw.lower() in ("1", "true", "yes", "on")
+    if isinstance(like, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"IMPETUS_{name.upper()}={raw!r} is not a whole number") from None
+    if isinstance(like, Path):
+        return Path(raw).expanduser().resolve()
+    if isinstance(like, tuple):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if isinstance(like, dict):
+        # "kind=value,kind=value"
+        parsed = {}
+        for part in filter(None, (p.strip() for p in raw.split(","))):
+            key, _, value = part.partition("=")
+            try:
+                parsed[key.strip()] = float(value)
+            except ValueError:
+                raise ConfigError(
+                    f"IMPETUS_{name.upper()} must look like 'kind=number,kind=number', got {raw!r}"
+                ) from None
+        return parsed
+    return raw
+
+
+def load_settings(profile: str | None = None, env: dict | None = None) -> Settings:
+    """Build the settings for ``profile`` (default: ``$IMPETUS_PROFILE`` or ``local``)."""
+    env = os.environ if env is None else env
+    profile = profile or env.get("IMPETUS_PROFILE", "local")
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}: IMPETUS_PROFILE must be one of {', '.join(PROFILES)}")
+    home = Path(env.get("IMPETUS_HOME", DEFAULT_HOME)).resolve()
+    values = _local_defaults(home) if profile == "local" else _cluster_defaults(home)
+
+    # var_dir moves everything under it unless those are overridden too.
+    if "IMPETUS_VAR_DIR" in env:
+        var = Path(env["IMPETUS_VAR_DIR"]).expanduser().resolve()
+        if profile == "local":
+            relocated = _local_defaults(home)
+            for key, value in relocated.items():
+                if isinstance(value, Path) and value.is_relative_to(home / "var"):
+                    values[key] = var / value.relative_to(home / "var")
+            values["lake_uri"] = (var / "lake").as_uri()
+            values["checkpoint_uri"] = (var / "checkpoints").as_uri()
+            values["mlflow_tracking_uri"] = f"sqlite:///{var / 'mlflow' / 'mlflow.db'}"
+        values["var_dir"] = var
+
+    hints = {f.name: f.type for f in dataclasses.fields(Settings)}
+    samples = _local_defaults(home)
+    for name in hints:
+        if name in ("profile", "home"):
+            continue
+        key = f"IMPETUS_{name.upper()}"
+        if key in env and name != "var_dir":
+            sample = samples.get(name)
+            values[name] = _coerce(name, env[key], sample if sample is not None else "")
+
+    if values.get("kafka_bootstrap") is None and profile == "local":
+        values["kafka_bootstrap"] = f"{values['kafka_host']}:{values['kafka_port']}"
+
+    missing = [name for name in _CLUSTER_REQUIRED if values.get(name) is None]
+    if missing:
+        names = ", ".join(f"IMPETUS_{name.upper()}" for name in missing)
+        raise ConfigError(f"profile {profile!r} needs {names} to be set (see README, 'Configuration')")
+
+    return Settings(profile=profile, home=home, **values)
+
+
+def describe(settings: Settings) -> list[tuple[str, str]]:
+    """(name, value) pairs for display, in declaration order."""
+    return [(f.name, str(getattr(settings, f.name))) for f in dataclasses.fields(settings)]

@@ -1,0 +1,138 @@
+"""Kafka topics as declared in ``schemas/topics.yaml``, and applying them to a broker.
+
+Called by ``impetus stack up`` and ``impetus topics apply``. Applying is
+idempotent: missing topics are created, partitions grown, and changed
+``retention.ms`` / ``cleanup.policy`` values altered; nothing is deleted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from impetus.config import ConfigError, Settings
+
+_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    schema: str | None
+    partitions: int
+    retention_ms: int
+    cleanup: str
+
+    @property
+    def configs(self) -> dict[str, str]:
+        return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup}
+
+
+def parse_retention(value) -> int:
+    """``"7d"`` -> milliseconds; ``"forever"`` -> -1."""
+    text = str(value).strip().lower()
+    if text in ("forever", "-1", "infinite"):
+        return -1
+    match = re.fullmatch(r"(\d+)\s*(ms|s|m|h|d)", text)
+    if not match:
+        raise ConfigError(f"retention {value!r} is not a duration like 30s, 15m, 6h, 7d or 'forever'")
+    return int(match.group(1)) * _UNITS_MS[match.group(2)]
+
+
+def load_topics(schemas_dir: Path) -> tuple[list[str], list[TopicSpec]]:
+    """(tenants, topic specs) from ``topics.yaml``, with ``{tenant}`` expanded."""
+    path = schemas_dir / "topics.yaml"
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"no topic declarations at {path}") from None
+    tenants = list(spec.get("tenants", []))
+    defaults = spec.get("defaults", {})
+    topics = []
+    for pattern, options in spec["topics"].items():
+        merged = {**defaults, **(options or {})}
+        names = [pattern.format(tenant=t) for t in tenants] if "{tenant}" in pattern else [pattern]
+        for name in names:
+            cleanup = merged.get("cleanup", "delete")
+            if cleanup not in ("delete", "compact"):
+                raise ConfigError(f"topic {name}: cleanup must be delete or compact, not {cleanup!r}")
+            topics.append(TopicSpec(
+                name=name,
+                schema=merged.get("schema"),
+                partitions=int(merged.get("partitions", 1)),
+                retention_ms=parse_retention(merged.get("retention", "7d")),
+                cleanup=cleanup,
+            ))
+    return tenants, topics
+
+
+def alert_topic(tenant: str) -> str:
+    return f"alerts.{tenant}"
+
+
+def dlq_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+def declared_topics(settings: Settings) -> list[TopicSpec]:
+    return load_topics(settings.schemas_dir)[1]
+
+
+def tenants(settings: Settings) -> list[str]:
+    return load_topics(settings.schemas_dir)[0]
+
+
+def admin_client(settings: Settings, timeout_ms: int = 10_000):
+    from kafka import KafkaAdminClient
+
+    return KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="impetus-admin",
+                            request_timeout_ms=timeout_ms)
+
+
+def describe_topics(admin) -> dict[str, dict]:
+    """``{name: {"partitions": n, "configs": {...}}}`` for every non-internal topic."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    names = sorted(t for t in admin.list_topics() if not t.startswith("__"))
+    if not names:
+        return {}
+    partitions = {d["name"]: len(d["partitions"]) for d in admin.describe_topics(names)}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+    described = admin.describe_configs(resources).get("topic", {})
+    configs = {name: {key: entry["value"] for key, entry in entries.items()}
+               for name, entries in described.items()}
+    return {n: {"partitions": partitions.get(n, 0), "configs": configs.get(n, {})} for n in names}
+
+
+def apply_topics(settings: Settings, admin=None) -> list[str]:
+    """Make the broker's topics match the declarations; returns what was changed."""
+    from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
+
+    own_admin = admin is None
+    admin = admin or admin_client(settings)
+    changes = []
+    try:
+        existing = describe_topics(admin)
+        wanted = declared_topics(settings)
+        new = [NewTopic(t.name, t.partitions, 1, topic_configs=t.configs) for t in wanted if t.name not in existing]
+        if new:
+            admin.create_topics(new)
+            changes += [f"created {t.name}" for t in new]
+        grow = {t.name: NewPartitions(t.partitions) for t in wanted
+                if t.name in existing and existing[t.name]["partitions"] < t.partitions}
+        if grow:
+            admin.create_partitions(grow)
+            changes += [f"grew {n} to {p.total_count} partitions" for n, p in grow.items()]
+        alter = [ConfigResource(ConfigResourceType.TOPIC, t.name, configs=t.configs) for t in wanted
+                 if t.name in existing
+                 and any(existing[t.name]["configs"].get(k) != v for k, v in t.configs.items())]
+        if alter:
+            admin.alter_configs(alter)
+            changes += [f"updated settings of {r.name}" for r in alter]
+    finally:
+        if own_admin:
+            admin.close()
+    return changes
