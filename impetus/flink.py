@@ -23,6 +23,9 @@ def stream_environment(settings: Settings, job_name: str):
     # Python workers must use this interpreter (the one with the locked stack), not whatever is on PATH.
     config.set_string("python.executable", sys.executable)
     config.set_string("python.client.executable", sys.executable)
+    # checkpoints commit the Kafka source's offsets, so a restarted job resumes where it stopped
+    config.set_string("execution.checkpointing.interval", f"{settings.flink_checkpoint_interval_ms} ms")
+    config.set_string("execution.checkpointing.dir", settings.checkpoint_path(f"flink/{job_name}"))
     if settings.flink_jobmanager != "local":
         host, _, port = settings.flink_jobmanager.partition(":")
         config.set_string("execution.target", "remote")
@@ -39,16 +42,19 @@ def stream_environment(settings: Settings, job_name: str):
     return env
 
 
-def kafka_source(settings: Settings, topic: str, group_id: str, bounded: bool = False, from_start: bool = True):
+def kafka_source(settings: Settings, topic: str, group_id: str, bounded: bool = False,
+                 from_timestamp_ms: int | None = None):
     """A source of raw message values (str) from ``topic``.
 
-    ``bounded`` stops at the offsets that were the latest when the job started (for
-    batch-like runs, the demo and tests); otherwise the source runs forever.
+    Starts at the group's committed offsets (earliest when it has none), or at the
+    first message stamped at or after ``from_timestamp_ms``. ``bounded`` stops at the
+    offsets that were the latest when the job started (demo, tests, backfills);
+    otherwise the source runs forever.
     """
     from pyflink.common.serialization import SimpleStringSchema
     from pyflink.datastream.connectors.kafka import KafkaOffsetResetStrategy, KafkaOffsetsInitializer, KafkaSource
 
-    starting = (KafkaOffsetsInitializer.earliest() if from_start
+    starting = (KafkaOffsetsInitializer.timestamp(from_timestamp_ms) if from_timestamp_ms is not None
                 else KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.EARLIEST))
     builder = (KafkaSource.builder()
                .set_bootstrap_servers(settings.kafka_bootstrap)

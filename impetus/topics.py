@@ -136,3 +136,44 @@ def apply_topics(settings: Settings, admin=None) -> list[str]:
         if own_admin:
             admin.close()
     return changes
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """``{partition: next offset}`` of ``topic`` now."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return {tp.partition: offset for tp, offset in consumer.end_offsets(partitions).items()}
+    finally:
+        consumer.close()
+
+
+def read_messages(settings: Settings, topic: str, since: dict[int, int] | None = None,
+                  idle_timeout_ms: int = 2000) -> list:
+    """Every message of ``topic`` after the offsets ``since`` (all of them without it),
+    up to the end offsets at the time of the call."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    until = end_offsets(settings, topic)
+    since = since or {}
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                             consumer_timeout_ms=idle_timeout_ms, max_partition_fetch_bytes=16 << 20)
+    try:
+        wanted = {p: end for p, end in until.items() if end > since.get(p, 0)}
+        consumer.assign([TopicPartition(topic, p) for p in wanted])
+        for p in wanted:
+            consumer.seek(TopicPartition(topic, p), since.get(p, 0))
+        messages = []
+        remaining = dict(wanted)
+        for message in consumer:
+            if message.offset < remaining.get(message.partition, 0):
+                messages.append(message)
+            if message.offset >= remaining.get(message.partition, 0) - 1:
+                remaining.pop(message.partition, None)
+                if not remaining:
+                    break
+        return messages
+    finally:
+        consumer.close()

@@ -59,7 +59,8 @@ def _validate_and_detect_function(source_topic: str, known_tenants: list[str], t
     return ValidateAndDetect(), dead_letters
 
 
-def build(env, settings, source_topic: str, known_tenants: list[str], bounded: bool, group_id: str):
+def build(env, settings, source_topic: str, known_tenants: list[str], bounded: bool, group_id: str,
+          from_timestamp_ms: int | None = None):
     """Wire source -> validate/detect -> alert and dead-letter sinks onto ``env``."""
     from pyflink.common import Types, WatermarkStrategy
 
@@ -67,7 +68,8 @@ def build(env, settings, source_topic: str, known_tenants: list[str], bounded: b
 
     function, dead_letters = _validate_and_detect_function(
         source_topic, known_tenants, dict(settings.sensor_thresholds))
-    raw = env.from_source(kafka_source(settings, source_topic, group_id, bounded=bounded),
+    raw = env.from_source(kafka_source(settings, source_topic, group_id, bounded=bounded,
+                                       from_timestamp_ms=from_timestamp_ms),
                           WatermarkStrategy.no_watermarks(), f"kafka: {source_topic}")
     alerts = raw.process(function, output_type=Types.STRING()).name("validate and detect thresholds")
     alerts.sink_to(kafka_sink(settings, topic_selector=lambda a: alert_topic(json.loads(a)["tenant"]))) \
@@ -85,6 +87,9 @@ def main(argv=None):
     parser.add_argument("--group-id", default=f"impetus-{JOB_NAME}", help="Kafka consumer group")
     parser.add_argument("--bounded", action="store_true",
                         help="stop after the messages present at start (demo, tests, backfills)")
+    parser.add_argument("--from-timestamp", type=int, metavar="MS",
+                        help="start at messages stamped at or after this epoch-millisecond time "
+                             "(default: the group's committed offsets, else the earliest)")
     args = parser.parse_args(argv)
 
     settings = load_settings()
@@ -92,7 +97,7 @@ def main(argv=None):
     from impetus.flink import stream_environment
 
     env = stream_environment(settings, JOB_NAME)
-    build(env, settings, args.source_topic, known, args.bounded, args.group_id)
+    build(env, settings, args.source_topic, known, args.bounded, args.group_id, args.from_timestamp)
     return env.execute(JOB_NAME)
 
 

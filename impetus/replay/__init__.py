@@ -1,0 +1,1 @@
+"""Replayers: produce real or generated event streams into Kafka (``impetus replay ...``)."""
