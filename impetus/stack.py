@@ -329,4 +329,3 @@ def status(settings: Settings) -> dict:
     report["mlflow"] = {"tracking_uri": settings.mlflow_tracking_uri}
     report["airflow"] = {"home": str(settings.airflow_home)}
     return report
-
