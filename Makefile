@@ -31,7 +31,7 @@ $(VENV)/.synced: requirements.lock setup.cfg pyproject.toml
 jars: $(JARS)/.fetched
 $(JARS)/.fetched: infra/jvm/pom.xml $(wildcard infra/jvm/*/pom.xml) $(MAVEN_SETTINGS)
 	@echo "fetching JVM jars from Maven Central into $(JARS)/ (Kafka broker, Flink Kafka connector, Spark Kafka + Delta)"
-	@mvn -q -B -s $(MAVEN_SETTINGS) -f infra/jvm/pom.xml package -Djars.dir=$(CURDIR)/$(JARS) \
+	@mvn -q -B -Dstyle.color=never -s $(MAVEN_SETTINGS) -f infra/jvm/pom.xml package -Djars.dir=$(CURDIR)/$(JARS) \
 	  || { echo "error: fetching jars with Maven failed (see above). Check that Maven Central is reachable," \
 	       "or point MAVEN_SETTINGS at a settings.xml with your repository proxy." >&2; exit 1; }
 	@touch $@

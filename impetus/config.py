@@ -186,6 +186,20 @@ def load_settings(profile: str | None = None, env: dict | None = None) -> Settin
     return Settings(profile=profile, home=home, **values)
 
 
+def airflow_environment(settings: Settings) -> dict[str, str]:
+    """Environment variables that point Airflow at this project: its home, its SQLite
+    store under ``var/`` (local profile), the DAGs in ``dags/``, no example DAGs."""
+    env = {
+        "AIRFLOW_HOME": str(settings.airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(settings.home / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+    }
+    if settings.profile == "local":
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{settings.airflow_home / 'airflow.db'}"
+    return env
+
+
 def describe(settings: Settings) -> list[tuple[str, str]]:
     """(name, value) pairs for display, in declaration order."""
     return [(f.name, str(getattr(settings, f.name))) for f in dataclasses.fields(settings)]
