@@ -53,9 +53,7 @@ class Settings:
     # MLflow and Airflow
     mlflow_tracking_uri: str
     airflow_home: Path
-    # Domain defaults
-    default_tenant: str
-    tenants: tuple[str, ...] = field(default_factory=tuple)
+    # Domain defaults (tenants are declared in schemas/topics.yaml)
     # sensor kind -> value above which a reading raises a threshold alert
     sensor_thresholds: dict[str, float] = field(default_factory=dict)
 
@@ -98,8 +96,6 @@ def _local_defaults(home: Path) -> dict:
         "checkpoint_uri": (var / "checkpoints").as_uri(),
         "mlflow_tracking_uri": f"sqlite:///{var / 'mlflow' / 'mlflow.db'}",
         "airflow_home": var / "airflow",
-        "default_tenant": "auckland",
-        "tenants": ("auckland", "oslo", "padova"),
         "sensor_thresholds": {"pedestrian_count": 3000.0},
     }
 
@@ -126,8 +122,6 @@ def _coerce(name: str, raw: str, like):
             raise ConfigError(f"IMPETUS_{name.upper()}={raw!r} is not a whole number") from None
     if isinstance(like, Path):
         return Path(raw).expanduser().resolve()
-    if isinstance(like, tuple):
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
     if isinstance(like, dict):
         # "kind=value,kind=value"
         parsed = {}

@@ -62,7 +62,6 @@ def run_job(settings: Settings, script: str, args: list[str], log_name: str, say
 
 def run(settings: Settings, options: DemoOptions, say=print) -> dict:
     from impetus import stack
-    from impetus.landing import land_topic  # noqa: F401  (fail early if Spark wiring is broken)
 
     say("1/4  starting the local stack")
     stack.up(settings, log=lambda m: say(f"    {m}"))

@@ -8,8 +8,6 @@ parse the valid ones with the derived Spark schema, route the rest to quarantine
 from impetus.config import Settings
 from impetus.schemas import load_schema, privacy_tags, spark_schema, validation_error
 
-LANDING_COLUMNS = ["kafka_partition", "kafka_offset", "kafka_timestamp", "ingested_at", "event_date"]
-
 
 class LandingError(RuntimeError):
     """A topic cannot be landed as asked; the message says why."""

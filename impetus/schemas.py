@@ -16,7 +16,6 @@ the topic's fields followed by their own (landing metadata).
 from __future__ import annotations
 
 import json
-import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -174,10 +173,6 @@ def validation_error(name: str, payload: bytes | str | None) -> str | None:
     except PayloadRejected as err:
         return str(err)
     return None
-
-
-def is_finite_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # --------------------------------------------------------------------------- Flink

@@ -13,6 +13,8 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv || { echo "error: '$PYTHON -m venv' failed: install the venv module (python3.11-venv)" >&2; exit 1; }
 fi
 if [ ! -x .venv/bin/uv ]; then
+  # an environment made by other tools (uv venv, virtualenv --no-pip) may lack pip
+  .venv/bin/python -m pip --version >/dev/null 2>&1 || .venv/bin/python -m ensurepip -q >/dev/null 2>&1 || true
   .venv/bin/python -m pip install -q --disable-pip-version-check "uv>=0.5" \
     || { echo "error: could not install uv from PyPI into .venv" >&2; exit 1; }
 fi
