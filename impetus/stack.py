@@ -119,6 +119,18 @@ def _check_port_free(host: str, port: int, env_name: str) -> None:
             ) from None
 
 
+def _listening(bootstrap: str) -> bool:
+    """Whether any of the comma-separated host:port addresses accepts a TCP connection."""
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
 def _java() -> str:
     java = shutil.which("java")
     if java is None:
@@ -199,6 +211,11 @@ def _wait_ready(settings: Settings, proc_pid: int, paths: BrokerPaths, timeout_s
     while time.monotonic() < deadline:
         if not _alive(proc_pid):
             raise StackError(f"the Kafka broker exited during start-up; its log is {paths.log}:\n{_tail(paths.log)}")
+        # a plain connect fails at once while nothing listens; the admin client would block for long
+        if not _listening(settings.kafka_bootstrap):
+            last_error = f"nothing listens on {settings.kafka_bootstrap} yet"
+            time.sleep(0.3)
+            continue
         try:
             admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=3000,
                                      client_id="impetus-probe")
@@ -304,6 +321,8 @@ def status(settings: Settings) -> dict:
                                 "log": str(broker_paths(settings).log)})
     topics = {}
     try:
+        if not _listening(settings.kafka_bootstrap):
+            raise ConnectionRefusedError(f"nothing accepts connections at {settings.kafka_bootstrap}")
         admin = admin_client(settings, timeout_ms=3000)
         try:
             topics = describe_topics(admin)
