@@ -76,8 +76,7 @@ class Settings:
         return found
 
 
-def _local_defaults(home: Path) -> dict:
-    var = home / "var"
+def _local_defaults(home: Path, var: Path) -> dict:
     return {
         "var_dir": var,
         "jars_dir": var / "jars",
@@ -105,8 +104,8 @@ _CLUSTER_REQUIRED = ("kafka_bootstrap", "flink_jobmanager", "spark_master", "lak
                      "checkpoint_uri", "mlflow_tracking_uri")
 
 
-def _cluster_defaults(home: Path) -> dict:
-    values = _local_defaults(home)
+def _cluster_defaults(home: Path, var: Path) -> dict:
+    values = _local_defaults(home, var)
     values.update({name: None for name in _CLUSTER_REQUIRED})
     values["flink_parallelism"] = 2
     return values
@@ -144,28 +143,16 @@ def load_settings(profile: str | None = None, env: dict | None = None) -> Settin
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}: IMPETUS_PROFILE must be one of {', '.join(PROFILES)}")
     home = Path(env.get("IMPETUS_HOME", DEFAULT_HOME)).resolve()
-    values = _local_defaults(home) if profile == "local" else _cluster_defaults(home)
+    # everything local lives under var_dir unless overridden one by one
+    var = Path(env.get("IMPETUS_VAR_DIR", home / "var")).expanduser().resolve()
+    values = (_local_defaults if profile == "local" else _cluster_defaults)(home, var)
 
-    # var_dir moves everything under it unless those are overridden too.
-    if "IMPETUS_VAR_DIR" in env:
-        var = Path(env["IMPETUS_VAR_DIR"]).expanduser().resolve()
-        if profile == "local":
-            relocated = _local_defaults(home)
-            for key, value in relocated.items():
-                if isinstance(value, Path) and value.is_relative_to(home / "var"):
-                    values[key] = var / value.relative_to(home / "var")
-            values["lake_uri"] = (var / "lake").as_uri()
-            values["checkpoint_uri"] = (var / "checkpoints").as_uri()
-            values["mlflow_tracking_uri"] = f"sqlite:///{var / 'mlflow' / 'mlflow.db'}"
-        values["var_dir"] = var
-
-    hints = {f.name: f.type for f in dataclasses.fields(Settings)}
-    samples = _local_defaults(home)
-    for name in hints:
+    samples = _local_defaults(home, var)
+    for name in (f.name for f in dataclasses.fields(Settings)):
         if name in ("profile", "home"):
             continue
         key = f"IMPETUS_{name.upper()}"
-        if key in env and name != "var_dir":
+        if key in env and name != "var_dir":  # var_dir was applied above
             sample = samples.get(name)
             values[name] = _coerce(name, env[key], sample if sample is not None else "")
 

@@ -312,6 +312,8 @@ def down(settings: Settings, log=print) -> bool:
 
 def status(settings: Settings) -> dict:
     """What runs, where, and which topics exist (with partitions, retention and cleanup)."""
+    from kafka.errors import KafkaError
+
     from impetus.topics import admin_client, declared_topics, describe_topics
 
     report = {"profile": settings.profile, "kafka": {"bootstrap": settings.kafka_bootstrap}}
@@ -329,7 +331,7 @@ def status(settings: Settings) -> dict:
         finally:
             admin.close()
         report["kafka"]["reachable"] = True
-    except Exception as err:  # any client failure means "not reachable" for a status report
+    except (KafkaError, OSError) as err:
         report["kafka"]["reachable"] = False
         report["kafka"]["error"] = str(err)
     declared = {t.name: t for t in declared_topics(settings)}

@@ -162,6 +162,8 @@ def read_messages(settings: Settings, topic: str, since: dict[int, int] | None =
                              consumer_timeout_ms=idle_timeout_ms, max_partition_fetch_bytes=16 << 20)
     try:
         wanted = {p: end for p, end in until.items() if end > since.get(p, 0)}
+        if not wanted:
+            return []
         consumer.assign([TopicPartition(topic, p) for p in wanted])
         for p in wanted:
             consumer.seek(TopicPartition(topic, p), since.get(p, 0))
