@@ -3,6 +3,11 @@
     impetus stack up | down | status      the local Kafka broker and topics
     impetus topics list | apply           topic declarations vs. the broker
     impetus replay sensors                real Auckland pedestrian counts -> sensors.readings
+    impetus replay cyber | text           labelled synthetic syslog/flows | social/CTI posts
+    impetus rules add | list | pause | resume | delete | kinds
+                                          runtime detection rules (the compacted `rules` topic)
+    impetus models build urban-baseline | flow-anomaly
+                                          train what the streaming jobs load
     impetus demo                          the main run, end to end
     impetus config                        the effective settings
     impetus schemas check                 every schema: privacy tags, examples valid
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 
 from impetus.config import ConfigError, describe, load_settings
 
@@ -92,6 +98,137 @@ def _cmd_replay(args, settings) -> int:
     return 0
 
 
+def _cmd_rules(args, settings) -> int:
+    from impetus import rules as rulebook
+
+    if args.action == "kinds":
+        for kind, spec in sorted(rulebook.rule_kinds().items()):
+            print(f"{kind}: {spec['description']}")
+            for name, (default, meaning) in spec["params"].items():
+                print(f"    {name:<16} default {default!r:<12} {meaning}")
+        return 0
+    if args.action == "list":
+        current = rulebook.read_rules(settings, args.rules_topic, include_deleted=args.all)
+        shown = [r for r in current.values() if not args.tenant or r["tenant"] in (args.tenant, "*")]
+        if args.json:
+            print(json.dumps(sorted(shown, key=lambda r: r["rule_id"]), indent=2))
+            return 0
+        if not shown:
+            print(f"no rules on {args.rules_topic}")
+        for rule in sorted(shown, key=lambda r: (r["tenant"], r["kind"], r["rule_id"])):
+            state = "deleted" if rule.get("deleted") else "enabled" if rule["enabled"] else "paused"
+            params = " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(rule["params"].items()))
+            print(f"{rule['rule_id']:<28} {rule['tenant']:<10} {rule['kind']:<16} {state:<8} {params}")
+        return 0
+    if args.action == "add":
+        if args.file:
+            loaded = json.loads(open(args.file, encoding="utf-8").read())
+            new = loaded if isinstance(loaded, list) else [loaded]
+        else:
+            if not (args.rule_id and args.tenant and args.kind):
+                raise rulebook.RuleError("rules add needs RULE_ID --tenant T --kind K [--param name=value ...], "
+                                         "or --file rules.json")
+            params = dict(rulebook.parse_param(p) for p in args.param)
+            new = [rulebook.make_rule(args.rule_id, args.tenant, args.kind, params, enabled=not args.paused)]
+        kinds = rulebook.rule_kinds()
+        for rule in new:
+            rulebook.check_rule(rule, kinds)
+        rulebook.publish(settings, new, args.rules_topic)
+        for rule in new:
+            print(f"published {rule['rule_id']} ({rule['kind']}, tenant {rule['tenant']}) to {args.rules_topic}")
+        return 0
+    # pause, resume, delete act on an existing rule
+    if not args.rule_id:
+        raise rulebook.RuleError(f"rules {args.action} needs the RULE_ID")
+    current = rulebook.read_rules(settings, args.rules_topic)
+    rule = current.get(args.rule_id)
+    if rule is None:
+        kind = args.rule_id[len("default-"):] if args.rule_id.startswith("default-") else None
+        if kind in rulebook.rule_kinds() and args.action in ("pause", "resume"):
+            # the built-in defaults live in code until changed: pausing one puts it on the topic
+            rule = rulebook.make_rule(args.rule_id, "*", kind, {})
+        else:
+            raise rulebook.RuleError(f"no rule {args.rule_id!r} on {args.rules_topic} (see: impetus rules list)")
+    if args.action == "delete":
+        changed = rulebook.deletion_marker(rule["rule_id"], rule["tenant"], rule["kind"])
+    else:
+        changed = rulebook.make_rule(rule["rule_id"], rule["tenant"], rule["kind"], rule["params"],
+                                     enabled=args.action == "resume")
+    rulebook.publish(settings, [changed], args.rules_topic)
+    done = {"pause": "paused", "resume": "resumed", "delete": "deleted"}[args.action]
+    print(f"{done} {rule['rule_id']} on {args.rules_topic}; running jobs apply it from their next event")
+    return 0
+
+
+def _synthetic_start(args) -> str:
+    """``--start`` or, by default, ``--hours`` before now: replayed events must be recent, because
+    their event time is the Kafka record timestamp and the topics' retention applies to it."""
+    from datetime import datetime, timedelta, timezone
+
+    from impetus.alerts import utc_iso
+
+    if args.start:
+        return args.start
+    return utc_iso(datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=args.hours))
+
+
+def _write_truth(settings, name: str, truth: list[dict], path: str | None) -> str:
+    from pathlib import Path
+
+    target = Path(path) if path else settings.var_dir / "replay" / f"{name}-truth.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(truth, indent=1, default=list) + "\n", encoding="utf-8")
+    return str(target)
+
+
+def _cmd_replay_cyber(args, settings) -> int:
+    from impetus.replay import flows, security_logs
+    from impetus.replay.producer import replay
+
+    start = _synthetic_start(args)
+    lines, line_truth = security_logs.generate(seed=args.seed, start=start, hours=args.hours)
+    records, flow_truth = flows.generate(seed=args.seed + 4, start=start, hours=args.hours)
+    for topic, documents, key, field in (("security.syslog", lines, None, "received_time"),
+                                         ("network.flows", records, lambda d: d["src_ip"], "event_time")):
+        result = replay(settings, topic, documents, key=key, speedup=args.speedup, time_field=field,
+                        progress=not args.quiet, total=len(documents))
+        print(f"sent {result.sent} to {topic} in {result.seconds:.1f} s; event time {result.first_event_time} .. "
+              f"{result.last_event_time}")
+    truth = ([dict(t, topic="security.syslog") for t in line_truth]
+             + [dict(t, topic="network.flows") for t in flow_truth])
+    path = _write_truth(settings, "cyber", truth, args.truth)
+    kinds = Counter(t["kind"] for t in truth)
+    episodes = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    print(f"SYNTHETIC data, {len(truth)} labelled episodes ({episodes}); ground truth: {path}")
+    return 0
+
+
+def _cmd_replay_text(args, settings) -> int:
+    from impetus.replay import text
+    from impetus.replay.producer import replay
+    from impetus.rules import publish
+
+    if args.publish_rules:
+        rules = text.example_rules()
+        publish(settings, rules)
+        print(f"published {len(rules)} example rules (investigations, watched assets) to rules")
+    social, cti, truth = text.generate(seed=args.seed, start=_synthetic_start(args), hours=args.hours)
+    for topic, documents in (("social.posts", social), ("cti.posts", cti)):
+        result = replay(settings, topic, documents, key=lambda d: d["post_id"], speedup=args.speedup,
+                        progress=not args.quiet, total=len(documents))
+        print(f"sent {result.sent} to {topic} in {result.seconds:.1f} s")
+    path = _write_truth(settings, "text", truth, args.truth)
+    planted = sum(1 for t in truth if t["expected"])
+    print(f"SYNTHETIC data, {planted} posts with planted hits out of {len(truth)}; ground truth: {path}")
+    return 0
+
+
+def _cmd_models(args, settings) -> int:
+    from impetus.models import build_model
+
+    return build_model(settings, args.name, args.options)
+
+
 def _cmd_demo(args, settings) -> int:
     from impetus.demo import DemoOptions, run
 
@@ -151,10 +288,61 @@ def build_parser() -> argparse.ArgumentParser:
     sensors.add_argument("--tenant", default="auckland", help="tenant stamped on readings (default %(default)s)")
     sensors.add_argument("--quiet", action="store_true", help="no progress bar")
     sensors.set_defaults(run=_cmd_replay)
+    for feed, helptext, seed in (("cyber", "synthetic labelled syslog lines and network flows (brute force, port "
+                                           "scans, exfiltration) -> security.syslog, network.flows", 7),
+                                 ("text", "synthetic labelled social posts and CTI items (investigation hits, "
+                                          "watched indicators, threats) -> social.posts, cti.posts", 5)):
+        synthetic = feeds.add_parser(feed, help=helptext, description=helptext.capitalize() + ". The data is "
+                                     "SYNTHETIC (seeded, reproducible); its ground truth goes to a JSON file.")
+        synthetic.add_argument("--seed", type=int, default=seed, help="generator seed (default %(default)s)")
+        synthetic.add_argument("--hours", type=float, default=2.0, help="hours of traffic (default %(default)s)")
+        synthetic.add_argument("--start", help="event time of the first event (default: --hours before now)")
+        synthetic.add_argument("--speedup", type=float, default=0.0,
+                               help="event-time speed-up (0, default: as fast as possible)")
+        synthetic.add_argument("--truth", help=f"ground-truth file (default var/replay/{feed}-truth.json)")
+        synthetic.add_argument("--quiet", action="store_true", help="no progress bar")
+        if feed == "text":
+            synthetic.add_argument("--publish-rules", action="store_true",
+                                   help="also publish the example rules the planted hits are labelled for")
+        synthetic.set_defaults(run=_cmd_replay_cyber if feed == "cyber" else _cmd_replay_text)
+
+    models = commands.add_parser("models", help="build the artefacts the streaming jobs load",
+                                 description="Build a model into the models folder (IMPETUS_MODELS_DIR, var/models): "
+                                             "urban-baseline (median/MAD per sensor and hour of week from the "
+                                             "Auckland history), flow-anomaly (IsolationForest exported to ONNX). "
+                                             "Options after the name go to its script, e.g. "
+                                             "`impetus models build urban-baseline -- --evaluate`.")
+    models.add_argument("action", choices=("build",))
+    models.add_argument("name", choices=("urban-baseline", "flow-anomaly"))
+    models.add_argument("options", nargs=argparse.REMAINDER, help="options for the build script")
+    models.set_defaults(run=_cmd_models)
+
+    rules = commands.add_parser(
+        "rules", help="runtime detection rules on the compacted `rules` topic",
+        description="Manage the runtime rules the streaming jobs apply without a restart. Examples:\n"
+                    "  impetus rules kinds\n"
+                    "  impetus rules add oslo-bf --tenant oslo --kind brute_force --param failures=3\n"
+                    "  impetus rules add padova-derby --tenant padova --kind investigation "
+                    "--param match=phrase --param terms='derby tonight'\n"
+                    "  impetus rules pause oslo-bf ; impetus rules resume oslo-bf ; impetus rules delete oslo-bf\n"
+                    "  impetus rules list --tenant oslo",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    rules.add_argument("action", choices=("add", "list", "pause", "resume", "delete", "kinds"))
+    rules.add_argument("rule_id", nargs="?", help="rule id (the message key)")
+    rules.add_argument("--tenant", help="tenant the rule applies to (`*` for all); with list: filter")
+    rules.add_argument("--kind", help="rule kind (see: impetus rules kinds)")
+    rules.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                       help="rule parameter; numbers and true/false are typed; repeatable")
+    rules.add_argument("--paused", action="store_true", help="add the rule disabled")
+    rules.add_argument("--file", help="add the rule(s) in this JSON file (one object or a list)")
+    rules.add_argument("--all", action="store_true", help="list: include deleted rules")
+    rules.add_argument("--json", action="store_true", help="list: as JSON")
+    rules.add_argument("--rules-topic", default="rules", help="topic (default %(default)s)")
+    rules.set_defaults(run=_cmd_rules)
 
     demo = commands.add_parser("demo", help="the main run end to end on real data")
-    demo.add_argument("--start", default="2019-03-01", help="first local date replayed (default %(default)s)")
-    demo.add_argument("--end", default="2019-03-08", help="stop before this date (default %(default)s)")
+    demo.add_argument("--start", default="2020-03-19", help="first local date replayed (default %(default)s)")
+    demo.add_argument("--end", default="2020-03-26", help="stop before this date (default %(default)s)")
     demo.add_argument("--limit", type=int, help="send at most this many readings")
     demo.set_defaults(run=_cmd_demo)
 
@@ -170,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from impetus.demo import JobFailed
     from impetus.landing import LandingError
+    from impetus.rules import RuleError
     from impetus.schemas import SchemaError
     from impetus.stack import StackError
 
@@ -177,7 +366,7 @@ def main(argv=None) -> int:
     try:
         settings = load_settings(args.profile)
         return args.run(args, settings)
-    except (ConfigError, StackError, SchemaError, LandingError, JobFailed) as err:
+    except (ConfigError, StackError, SchemaError, LandingError, JobFailed, RuleError) as err:
         print(f"impetus: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -53,6 +53,8 @@ class Settings:
     # MLflow and Airflow
     mlflow_tracking_uri: str
     airflow_home: Path
+    # Trained artefacts the streaming jobs load (built by `impetus models build`)
+    models_dir: Path
     # Domain defaults (tenants are declared in schemas/topics.yaml)
     # sensor kind -> value above which a reading raises a threshold alert
     sensor_thresholds: dict[str, float] = field(default_factory=dict)
@@ -60,6 +62,10 @@ class Settings:
     def lake_path(self, layer: str, table: str) -> str:
         """URI of a Delta table, e.g. ``lake_path("bronze", "sensors_readings")``."""
         return f"{self.lake_uri.rstrip('/')}/{layer}/{table}"
+
+    def model_path(self, name: str) -> Path:
+        """Folder of one trained artefact, e.g. ``model_path("urban_baseline")``."""
+        return self.models_dir / name
 
     def checkpoint_path(self, name: str) -> str:
         return f"{self.checkpoint_uri.rstrip('/')}/{name}"
@@ -95,7 +101,11 @@ def _local_defaults(home: Path, var: Path) -> dict:
         "checkpoint_uri": (var / "checkpoints").as_uri(),
         "mlflow_tracking_uri": f"sqlite:///{var / 'mlflow' / 'mlflow.db'}",
         "airflow_home": var / "airflow",
-        "sensor_thresholds": {"pedestrian_count": 3000.0},
+        "models_dir": var / "models",
+        # pedestrians per hour at one counter; air quality, bacteria and noise limits with their
+        # sources in impetus/detect/urban.py (DEFAULT_KIND_THRESHOLDS)
+        "sensor_thresholds": {"pedestrian_count": 3000.0, "pm2_5": 55.4, "pm10": 254.0, "no2": 360.0,
+                              "o3": 164.0, "airborne_bacteria": 1000.0, "noise_db": 85.0},
     }
 
 

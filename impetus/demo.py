@@ -1,10 +1,12 @@
 """The main run, end to end on real data (``impetus demo``, ``make demo``).
 
-Brings the stack up, replays a bounded slice of the Auckland pedestrian counts
-(plus a few deliberately malformed messages, to show the dead-letter path) into
-``sensors.readings``, runs the Flink threshold job and the Spark bronze landing
-over it, and reports what came out: events in, alerts out (a few shown),
-dead letters with their reasons, and the Delta table's rows and location.
+Brings the stack up, builds the urban baseline from 2019 history if it is missing,
+replays a week of the Auckland pedestrian counts (by default the week New Zealand
+went into its COVID-19 lockdown in March 2020, shifted to the present) plus a few
+deliberately malformed messages into ``sensors.readings``, runs the Flink
+urban-anomaly job and the Spark bronze landing over it, and reports what came out:
+events in, alerts out by category (a few shown), dead letters with their reasons,
+the job's own accounting, and the Delta table's rows and location.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import json
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from impetus.config import Settings
+from impetus.models import build_model
 from impetus.replay import sensors as sensor_replay
 from impetus.replay.producer import make_producer, replay
 from impetus.topics import alert_topic, dlq_topic, end_offsets, read_messages
@@ -38,8 +42,8 @@ class JobFailed(RuntimeError):
 
 @dataclass
 class DemoOptions:
-    start: str = "2019-03-01"
-    end: str = "2019-03-08"
+    start: str = "2020-03-19"
+    end: str = "2020-03-26"
     limit: int | None = None
 
 
@@ -65,15 +69,22 @@ def run(settings: Settings, options: DemoOptions, say=print) -> dict:
 
     say("1/4  starting the local stack")
     stack.up(settings, log=lambda m: say(f"    {m}"))
+    baseline = settings.model_path("urban_baseline") / "baseline.json"
+    if not baseline.is_file():
+        say("    building the urban baseline from 2019 history (impetus models build urban-baseline)")
+        build_model(settings, "urban-baseline", [])
 
     tenant = sensor_replay.TENANT
     alerts_before = end_offsets(settings, alert_topic(tenant))
     dlq_before = end_offsets(settings, dlq_topic(TOPIC))
-    started_ms = int(time.time() * 1000) - 1
+    readings_before = end_offsets(settings, TOPIC)
+    run_id = f"demo-{int(time.time())}"
 
-    say(f"2/4  replaying Auckland pedestrian counts {options.start} .. {options.end} into {TOPIC}")
+    weeks = sensor_replay.weeks_to_present(options.end)
+    say(f"2/4  replaying Auckland pedestrian counts {options.start} .. {options.end} into {TOPIC}, "
+        f"shifted {weeks} weeks to the present")
     producer = make_producer(settings)
-    result = replay(settings, TOPIC, sensor_replay.readings(options.start, options.end),
+    result = replay(settings, TOPIC, sensor_replay.readings(options.start, options.end, shift_weeks=weeks),
                     key=lambda d: d["sensor_id"], limit=options.limit, producer=producer)
     for bad in MALFORMED:
         producer.send(TOPIC, value=bad)
@@ -83,12 +94,15 @@ def run(settings: Settings, options: DemoOptions, say=print) -> dict:
     say(f"    sent {result.sent} readings ({result.first_event_time} .. {result.last_event_time}) "
         f"and {len(MALFORMED)} malformed messages, {result.rate:.0f} ev/s")
 
-    say("3/4  Flink: sensor_thresholds (bounded run over what was just sent)")
-    flink_s = run_job(settings, "jobs/streaming/sensor_thresholds.py",
-                      ["--bounded", "--from-timestamp", str(started_ms), "--group-id", "impetus-demo"],
-                      "demo-sensor_thresholds", say)
-    alerts = [json.loads(m.value) for m in read_messages(settings, alert_topic(tenant), alerts_before)]
-    dead = [json.loads(m.value) for m in read_messages(settings, dlq_topic(TOPIC), dlq_before)]
+    say("3/4  Flink: urban_anomalies (bounded run over what was just sent)")
+    offsets = ",".join(f"{p}:{o}" for p, o in sorted(readings_before.items()))
+    flink_s = run_job(settings, "jobs/streaming/urban_anomalies.py",
+                      ["--bounded", "--start-offsets", f"{TOPIC}={offsets}", "--group-id", "impetus-demo",
+                       "--run-id", run_id], "demo-urban_anomalies", say)
+    alerts = [json.loads(m.value) for m in read_messages(settings, alert_topic(tenant), alerts_before, settle_s=10)]
+    dead = [json.loads(m.value) for m in read_messages(settings, dlq_topic(TOPIC), dlq_before, settle_s=10)]
+    counts = [json.loads(m.value) for m in read_messages(settings, "jobs.accounting", settle_s=10)]
+    counts = next((c for c in reversed(counts) if c["run_id"] == run_id and c["final"]), None)
 
     say("4/4  Spark: landing sensors.readings in Delta bronze")
     landed_before = _read_landing_counts(settings)
@@ -98,7 +112,8 @@ def run(settings: Settings, options: DemoOptions, say=print) -> dict:
     landing["quarantine_added"] = landing["quarantine_rows"] - landed_before["quarantine_rows"]
 
     summary = {"events_in": sent, "readings": result.sent, "malformed": len(MALFORMED),
-               "alerts": len(alerts), "dead_letters": len(dead),
+               "alerts": len(alerts), "dead_letters": len(dead), "accounting": counts,
+               "alerts_by_category": dict(Counter(a["category"] for a in alerts).most_common()),
                "flink_seconds": round(flink_s, 1), "spark_seconds": round(spark_s, 1), **landing,
                "alert_topic": alert_topic(tenant), "dlq_topic": dlq_topic(TOPIC)}
     _print_summary(summary, alerts, dead, settings, say)
@@ -128,9 +143,14 @@ def _print_summary(summary: dict, alerts: list[dict], dead: list[dict], settings
     say("== impetus demo: what happened ==")
     say(f"events in             {summary['events_in']:>8}  ({summary['readings']} real readings + "
         f"{summary['malformed']} malformed)")
-    say(f"alerts out            {summary['alerts']:>8}  on {summary['alert_topic']}")
-    for alert in sorted(alerts, key=lambda a: a["event_time"])[:5]:
-        say(f"    [{alert['severity']:<6}] {alert['event_time']}  {alert['title']}")
+    say(f"alerts out            {summary['alerts']:>8}  on {summary['alert_topic']}: " + ", ".join(
+        f"{n} {category}" for category, n in summary["alerts_by_category"].items()))
+    shown = {}
+    for alert in sorted(alerts, key=lambda a: a["event_time"]):
+        shown.setdefault(alert["category"], []).append(alert)
+    for category, some in shown.items():
+        for alert in some[:2]:
+            say(f"    [{alert['severity']:<6}] {alert['event_time']}  {alert['title']}")
     say(f"dead letters          {summary['dead_letters']:>8}  on {summary['dlq_topic']}")
     for letter in dead[:5]:
         say(f"    {letter['reason']}")
@@ -138,11 +158,15 @@ def _print_summary(summary: dict, alerts: list[dict], dead: list[dict], settings
         f"{summary['bronze_table']}")
     say(f"quarantined rows      {summary['quarantine_added']:>8}  added, {summary['quarantine_rows']} in all: "
         f"{summary['quarantine_table']}")
+    counts = summary["accounting"] or {}
+    say(f"Flink accounting       {counts.get('messages_in', '?'):>7}  in = {counts.get('processed', '?')} processed + "
+        f"{counts.get('dead_lettered', '?')} dead-lettered ({counts.get('late', '?')} late) on jobs.accounting")
     # Flink and Spark validate independently; both must account for every message sent.
-    flink_ok = summary["dead_letters"] == summary["malformed"]
+    flink_ok = (summary["dead_letters"] == summary["malformed"] and counts.get("messages_in") == summary["events_in"]
+                and counts.get("dead_lettered") == summary["malformed"])
     spark_ok = summary["bronze_added"] + summary["quarantine_added"] == summary["events_in"]
-    say(f"reconciled            {'yes' if flink_ok and spark_ok else 'NO'}  (Flink: dead letters = malformed sent; "
-        f"Spark: bronze + quarantine added = events in)")
+    say(f"reconciled            {'yes' if flink_ok and spark_ok else 'NO'}  (Flink: messages counted = events in, "
+        f"dead letters = malformed sent; Spark: bronze + quarantine added = events in)")
     say("")
     say("Look further:")
     say(f"  kcat -b {settings.kafka_bootstrap} -t {summary['alert_topic']} -C -e -o -5")

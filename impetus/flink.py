@@ -1,19 +1,45 @@
-"""Flink wiring shared by the jobs in jobs/streaming/: environment, Kafka source and sinks.
+"""Flink wiring shared by the jobs in jobs/streaming/: environment, Kafka sources and sinks,
+event time, runtime rules and restarts.
 
 Everything location-specific comes from :class:`impetus.config.Settings`: on the
 ``local`` profile a job runs in PyFlink's embedded mini-cluster with the Kafka
 connector jar fetched by ``make jars``; on ``cluster`` it is submitted to the
 configured JobManager and ships the ``impetus`` package with it.
+
+Event time is the Kafka record timestamp. Producers stamp it with the event's own
+time (the replayers do; see ``impetus.replay.producer``), so the watermark is
+generated per partition inside the Kafka source, in Java: a partition that is read
+ahead of the others cannot make their events late.
+
+Delivery: alerts and dead letters go through a transactional Kafka sink
+(``exactly-once``, the default): they become visible to ``read_committed``
+consumers when the checkpoint that covers them completes, and a job restarted from
+a checkpoint neither loses nor duplicates them. ``at-least-once`` publishes at once;
+consumers then de-duplicate on the deterministic ``alert_id``. README, "Delivery and
+latency", says when to pick which.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
+from urllib.parse import urlparse
 
 from impetus.config import PACKAGE_DIR, Settings
 
+DELIVERY_MODES = ("exactly-once", "at-least-once")
+# Transactions must outlive the longest checkpoint gap plus a restart, and stay below the
+# broker's transaction.max.timeout.ms (15 min by default).
+TRANSACTION_TIMEOUT_MS = 10 * 60 * 1000
 
-def stream_environment(settings: Settings, job_name: str):
+
+def stream_environment(settings: Settings, job_name: str, resume_from: str | None = None, restart: bool = True):
+    """A StreamExecutionEnvironment for ``job_name``; ``resume_from`` is a checkpoint or savepoint path.
+
+    ``restart``: after a failure, restart from the last checkpoint (Flink's exponential back-off);
+    without it a failure ends the run with an error at once (bounded runs: demo, tests, backfills).
+    """
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
 
@@ -23,9 +49,16 @@ def stream_environment(settings: Settings, job_name: str):
     # Python workers must use this interpreter (the one with the locked stack), not whatever is on PATH.
     config.set_string("python.executable", sys.executable)
     config.set_string("python.client.executable", sys.executable)
-    # checkpoints commit the Kafka source's offsets, so a restarted job resumes where it stopped
+    # Checkpoints commit the source offsets and the sink's transactions; they are kept when a job
+    # stops so that it can be resumed from the last one (``--resume``).
     config.set_string("execution.checkpointing.interval", f"{settings.flink_checkpoint_interval_ms} ms")
     config.set_string("execution.checkpointing.dir", settings.checkpoint_path(f"flink/{job_name}"))
+    config.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
+    config.set_string("execution.checkpointing.num-retained", "3")
+    if resume_from:
+        config.set_string("execution.state-recovery.path", resume_from)
+    if not restart:
+        config.set_string("restart-strategy.type", "none")
     if settings.flink_jobmanager != "local":
         host, _, port = settings.flink_jobmanager.partition(":")
         config.set_string("execution.target", "remote")
@@ -42,41 +75,138 @@ def stream_environment(settings: Settings, job_name: str):
     return env
 
 
+def latest_checkpoint(settings: Settings, job_name: str) -> str | None:
+    """The newest completed checkpoint of ``job_name`` (any earlier run), or None.
+
+    Only local file system checkpoint folders can be listed here; on a cluster pass the
+    path (or a savepoint) explicitly.
+    """
+    root = urlparse(settings.checkpoint_path(f"flink/{job_name}"))
+    if root.scheme not in ("", "file"):
+        return None
+    completed = [meta.parent for meta in Path(root.path).glob("*/chk-*/_metadata")]
+    if not completed:
+        return None
+    newest = max(completed, key=lambda p: (p.stat().st_mtime, int(p.name.split("-")[1])))
+    return newest.as_uri()
+
+
+def start_offsets(spec: str) -> dict[int, int]:
+    """``"0:120,1:98"`` -> {0: 120, 1: 98} (partition: offset), as given to ``--start-offsets``."""
+    try:
+        pairs = [part.split(":") for part in spec.split(",") if part.strip()]
+        return {int(p): int(o) for p, o in pairs}
+    except ValueError:
+        raise ValueError(f"--start-offsets {spec!r}: expected partition:offset pairs, e.g. 0:120,1:98") from None
+
+
 def kafka_source(settings: Settings, topic: str, group_id: str, bounded: bool = False,
-                 from_timestamp_ms: int | None = None):
+                 offsets: dict[int, int] | None = None):
     """A source of raw message values (str) from ``topic``.
 
-    Starts at the group's committed offsets (earliest when it has none), or at the
-    first message stamped at or after ``from_timestamp_ms``. ``bounded`` stops at the
+    Starts at ``offsets`` ({partition: offset}) when given, else at the group's
+    committed offsets (earliest when it has none). A job restored from a checkpoint
+    ignores both and resumes at the checkpointed offsets. ``bounded`` stops at the
     offsets that were the latest when the job started (demo, tests, backfills);
     otherwise the source runs forever.
     """
     from pyflink.common.serialization import SimpleStringSchema
-    from pyflink.datastream.connectors.kafka import KafkaOffsetResetStrategy, KafkaOffsetsInitializer, KafkaSource
+    from pyflink.datastream.connectors.kafka import (KafkaOffsetResetStrategy, KafkaOffsetsInitializer, KafkaSource,
+                                                     KafkaTopicPartition)
 
-    starting = (KafkaOffsetsInitializer.timestamp(from_timestamp_ms) if from_timestamp_ms is not None
-                else KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.EARLIEST))
+    if offsets:
+        starting = KafkaOffsetsInitializer.offsets({KafkaTopicPartition(topic, p): o for p, o in offsets.items()})
+    else:
+        starting = KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.EARLIEST)
     builder = (KafkaSource.builder()
                .set_bootstrap_servers(settings.kafka_bootstrap)
                .set_topics(topic)
                .set_group_id(group_id)
                .set_starting_offsets(starting)
+               # only committed alerts/rules count, whichever job wrote them
+               .set_property("isolation.level", "read_committed")
                .set_value_only_deserializer(SimpleStringSchema()))
     if bounded:
         builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
     return builder.build()
 
 
-def kafka_sink(settings: Settings, topic: str | None = None, topic_selector=None):
-    """A sink of str values to a fixed ``topic`` or to ``topic_selector(value)``."""
+def event_time(out_of_orderness_ms: int, idle_ms: int = 5000):
+    """Watermarks from Kafka record timestamps, tolerating ``out_of_orderness_ms`` of disorder.
+
+    A partition without messages for ``idle_ms`` stops holding the watermark back.
+    """
+    from pyflink.common import Duration, WatermarkStrategy
+
+    return (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(out_of_orderness_ms))
+            .with_idleness(Duration.of_millis(idle_ms)))
+
+
+def kafka_sink(settings: Settings, topic: str | None = None, topic_selector=None,
+               delivery: str = "exactly-once", transactional_id_prefix: str | None = None):
+    """A sink of str values to a fixed ``topic`` or to ``topic_selector(value)``.
+
+    ``exactly-once`` needs a ``transactional_id_prefix`` that is unique per job and sink
+    and stable across restarts (lingering transactions of a killed run are aborted by it).
+    """
     from pyflink.common.serialization import SimpleStringSchema
     from pyflink.datastream.connectors.base import DeliveryGuarantee
     from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
 
+    if delivery not in DELIVERY_MODES:
+        raise ValueError(f"delivery must be one of {', '.join(DELIVERY_MODES)}, not {delivery!r}")
     record = KafkaRecordSerializationSchema.builder().set_value_serialization_schema(SimpleStringSchema())
     record = record.set_topic(topic) if topic else record.set_topic_selector(topic_selector)
-    return (KafkaSink.builder()
-            .set_bootstrap_servers(settings.kafka_bootstrap)
-            .set_record_serializer(record.build())
-            .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
-            .build())
+    builder = (KafkaSink.builder()
+               .set_bootstrap_servers(settings.kafka_bootstrap)
+               .set_record_serializer(record.build()))
+    if delivery == "exactly-once":
+        if not transactional_id_prefix:
+            raise ValueError("an exactly-once Kafka sink needs a transactional_id_prefix")
+        builder = (builder.set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
+                   .set_transactional_id_prefix(transactional_id_prefix)
+                   .set_property("transaction.timeout.ms", str(TRANSACTION_TIMEOUT_MS)))
+    else:
+        builder = builder.set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+    return builder.build()
+
+
+def rules_stream(env, settings: Settings, bounded: bool, job_name: str, topic: str = "rules"):
+    """The ``rules`` topic as a broadcast stream, and the state descriptor that holds the rules.
+
+    Every rule document is broadcast to every parallel instance of the detector, which
+    keeps them in broadcast state (rule_id -> JSON) and applies them from the next event
+    on: adding, changing, pausing or deleting a rule needs no restart. The rules source
+    is marked idle at once, so its quiet stream never holds back the event-time clock.
+    """
+    from pyflink.common import Duration, Types, WatermarkStrategy
+    from pyflink.datastream.state import MapStateDescriptor
+
+    descriptor = MapStateDescriptor("rules", Types.STRING(), Types.STRING())
+    source = kafka_source(settings, topic, f"impetus-{job_name}-rules-{_unique_suffix()}", bounded=bounded,
+                          offsets=None)
+    strategy = WatermarkStrategy.for_monotonous_timestamps().with_idleness(Duration.of_millis(200))
+    raw = env.from_source(source, strategy, f"kafka: {topic}")
+    return raw.broadcast(descriptor), descriptor
+
+
+def _unique_suffix() -> str:
+    # Rules are always read from the beginning of the compacted topic: a fresh group has no offsets.
+    import uuid
+
+    return uuid.uuid4().hex[:8]
+
+
+def rules_snapshot(settings: Settings, topic: str = "rules") -> dict[str, dict]:
+    """The rules on the topic now (rule_id -> rule), read when the job is built.
+
+    Passed into the detectors as their starting rule set, so that events processed
+    before the broadcast side has delivered the rules are judged by them too.
+    """
+    from impetus.rules import read_rules
+
+    return read_rules(settings, topic)
+
+
+def to_json(value) -> str:
+    return json.dumps(value, ensure_ascii=False)

@@ -138,11 +138,13 @@ def apply_topics(settings: Settings, admin=None) -> list[str]:
     return changes
 
 
-def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    """``{partition: next offset}`` of ``topic`` now."""
+def end_offsets(settings: Settings, topic: str, committed_only: bool = True) -> dict[int, int]:
+    """``{partition: next offset}`` of ``topic`` now; with ``committed_only`` the offset up to which
+    transactions are settled (what a ``read_committed`` consumer can reach)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                             isolation_level="read_committed" if committed_only else "read_uncommitted")
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         return {tp.partition: offset for tp, offset in consumer.end_offsets(partitions).items()}
@@ -150,32 +152,65 @@ def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
         consumer.close()
 
 
+def settled_end_offsets(settings: Settings, topic: str, wait_s: float = 10.0) -> dict[int, int]:
+    """End offsets once no transaction is pending on ``topic`` (or after ``wait_s``).
+
+    A producer's commit returns before the broker has written the commit markers into
+    the partitions, so right after a job ends its last transaction may still be open
+    for read_committed consumers for a few milliseconds.
+    """
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        committed = end_offsets(settings, topic, committed_only=True)
+        if committed == end_offsets(settings, topic, committed_only=False) or time.monotonic() > deadline:
+            return committed
+        time.sleep(0.1)
+
+
 def read_messages(settings: Settings, topic: str, since: dict[int, int] | None = None,
-                  idle_timeout_ms: int = 2000) -> list:
-    """Every message of ``topic`` after the offsets ``since`` (all of them without it),
-    up to the end offsets at the time of the call."""
+                  timeout_s: float = 30.0, committed_only: bool = True, key: str | None = None,
+                  settle_s: float = 0.0) -> list:
+    """Every message of ``topic`` after the offsets ``since`` (all of them without it), up to
+    the end offsets at the time of the call; only committed ones unless ``committed_only`` is
+    False (transactional producers: the Flink jobs' exactly-once sinks). ``key`` filters by key.
+    ``settle_s``: first wait up to this long for pending transactions to settle (after a job ended)."""
+    import time
+
     from kafka import KafkaConsumer, TopicPartition
 
-    until = end_offsets(settings, topic)
+    if committed_only and settle_s > 0:
+        until = settled_end_offsets(settings, topic, settle_s)
+    else:
+        until = end_offsets(settings, topic, committed_only)
     since = since or {}
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                             consumer_timeout_ms=idle_timeout_ms, max_partition_fetch_bytes=16 << 20)
+                             max_partition_fetch_bytes=16 << 20,
+                             isolation_level="read_committed" if committed_only else "read_uncommitted")
+    wanted_key = key.encode() if key is not None else None
     try:
-        wanted = {p: end for p, end in until.items() if end > since.get(p, 0)}
-        if not wanted:
+        remaining = {p: end for p, end in until.items() if end > since.get(p, 0)}
+        if not remaining:
             return []
-        consumer.assign([TopicPartition(topic, p) for p in wanted])
-        for p in wanted:
-            consumer.seek(TopicPartition(topic, p), since.get(p, 0))
+        partitions = {p: TopicPartition(topic, p) for p in remaining}
+        consumer.assign(list(partitions.values()))
+        for p, tp in partitions.items():
+            consumer.seek(tp, since.get(p, 0))
         messages = []
-        remaining = dict(wanted)
-        for message in consumer:
-            if message.offset < remaining.get(message.partition, 0):
-                messages.append(message)
-            if message.offset >= remaining.get(message.partition, 0) - 1:
-                remaining.pop(message.partition, None)
-                if not remaining:
-                    break
-        return messages
+        # the end offsets are known, so keep polling until they are reached; the timeout only
+        # guards against a broker that stops answering (a first fetch can take seconds)
+        idle_since = time.monotonic()
+        while remaining and time.monotonic() - idle_since < timeout_s:
+            batch = consumer.poll(timeout_ms=200)
+            for tp, records in batch.items():
+                idle_since = time.monotonic()
+                messages.extend(m for m in records if m.offset < until[tp.partition]
+                                and (wanted_key is None or m.key == wanted_key))
+            # the position passes transaction markers too, which are never returned as messages
+            for p in list(remaining):
+                if consumer.position(partitions[p]) >= remaining[p]:
+                    del remaining[p]
+        return sorted(messages, key=lambda m: (m.partition, m.offset))
     finally:
         consumer.close()

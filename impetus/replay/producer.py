@@ -4,6 +4,11 @@ Shared by every replayer. Pacing: with ``speedup`` S > 0, an event whose event
 time lies T seconds after the first one is sent T / S seconds after the start
 (S = 3600 plays one hour of history per second); with S = 0 events go as fast
 as the broker takes them.
+
+Every record is stamped with its event time (the Kafka record timestamp): the
+streaming jobs take event time from there, and the broker applies retention to it.
+Events older than a topic's retention would be deleted within minutes, so
+replayers of history shift it to the present first (see ``impetus.replay.sensors``).
 """
 
 from __future__ import annotations
@@ -55,17 +60,21 @@ def replay(settings: Settings, topic: str, documents: Iterable[dict], key: Calla
     first = last = None
     origin = None
     sent = 0
+    stamp = None
     try:
         for document in documents:
             event_time = document.get(time_field)
-            if speedup > 0 and event_time:
+            if event_time:
                 moment = parse_time(event_time).timestamp()
+                stamp = int(moment * 1000)
+            if speedup > 0 and event_time:
                 origin = origin if origin is not None else moment
                 wait = (moment - origin) / speedup - (time.monotonic() - started)
                 if wait > 0:
                     time.sleep(wait)
             producer.send(topic, value=json.dumps(document).encode("utf-8"),
-                          key=key(document).encode("utf-8") if key else None)
+                          key=key(document).encode("utf-8") if key else None,
+                          timestamp_ms=stamp if event_time else None)
             first = first or event_time
             last = event_time
             sent += 1

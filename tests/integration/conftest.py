@@ -40,34 +40,68 @@ def broker(settings):
 
 
 class Scratch:
-    """Topics of one test: ``<prefix>.in``, its DLQ and ``alerts.<tenant>``, deleted afterwards."""
+    """Topics of one test, deleted afterwards: ``test.<tenant>.in`` (and ``.in2``), their DLQs,
+    ``alerts.<tenant>`` and a private compacted rules topic ``test.<tenant>.rules``."""
 
-    def __init__(self, settings):
+    def __init__(self, settings, partitions: int = 1):
         from kafka.admin import NewTopic
 
         self.settings = settings
         self.tenant = f"t{uuid.uuid4().hex[:10]}"
         self.source = f"test.{self.tenant}.in"
+        self.source2 = f"test.{self.tenant}.in2"
         self.dlq = f"{self.source}.dlq"
+        self.dlq2 = f"{self.source2}.dlq"
         self.alerts = f"alerts.{self.tenant}"
-        self.names = [self.source, self.dlq, self.alerts]
+        self.rules = f"test.{self.tenant}.rules"
+        self.names = [self.source, self.source2, self.dlq, self.dlq2, self.alerts, self.rules]
         admin = admin_client(settings)
-        admin.create_topics([NewTopic(n, 1, 1) for n in self.names])
+        # Test data is stamped with fixed event times, often months ago; the broker applies retention
+        # to record timestamps, so scratch topics keep everything (a 7-day retention would delete the
+        # input minutes after it was sent, at the broker's next retention check).
+        keep = {"retention.ms": "-1"}
+        admin.create_topics([NewTopic(n, partitions if n in (self.source, self.source2) else 1, 1,
+                                      topic_configs={**keep, "cleanup.policy": "compact"} if n == self.rules else keep)
+                             for n in self.names])
         admin.close()
 
-    def produce(self, payloads: list[bytes]) -> None:
+    def produce(self, payloads: list[bytes], timestamps: list[int] | None = None, topic: str | None = None,
+                keys: list[str] | None = None) -> None:
+        """Send ``payloads`` in order; ``timestamps`` (epoch ms) become the record timestamps (event time)."""
         from kafka import KafkaProducer
 
         producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap)
-        for payload in payloads:
-            producer.send(self.source, payload)
+        for i, payload in enumerate(payloads):
+            producer.send(topic or self.source, payload, timestamp_ms=timestamps[i] if timestamps else None,
+                          key=keys[i].encode() if keys else None)
         producer.flush()
         producer.close()
 
-    def read(self, topic: str) -> list[dict]:
+    def read(self, topic: str, committed_only: bool = True) -> list[dict]:
         from impetus.topics import read_messages
 
-        return [json.loads(m.value) for m in read_messages(self.settings, topic)]
+        from impetus.topics import end_offsets
+
+        messages = read_messages(self.settings, topic, committed_only=committed_only, settle_s=10.0)
+        if committed_only:
+            written = end_offsets(self.settings, topic, committed_only=False)
+            settled = end_offsets(self.settings, topic, committed_only=True)
+            assert written == settled, (f"{topic}: transactions still open 10 s after the job ended "
+                                        f"(end offsets written {written}, committed {settled})")
+        return [json.loads(m.value) for m in messages]
+
+    def accounting(self, run_id: str) -> dict:
+        """The final ``jobs.accounting`` counts of one run, summed over the inputs it read."""
+        from impetus.topics import read_messages
+
+        finals = [json.loads(m.value) for m in read_messages(self.settings, "jobs.accounting", settle_s=10.0)]
+        finals = [f for f in finals if f["run_id"] == run_id and f["final"]]
+        totals = {"messages_in": 0, "processed": 0, "dead_lettered": 0, "late": 0}
+        for record in finals:
+            for name in totals:
+                totals[name] += record[name]
+        totals["reports"] = len(finals)
+        return totals
 
     def drop(self) -> None:
         admin = admin_client(self.settings)

@@ -1,0 +1,216 @@
+"""The detection logic of each streaming job, per key, as plain Python.
+
+Each class here is what one keyed operator of a job in jobs/streaming/ runs (see
+:mod:`impetus.operators` for the contract: ``key``, ``on_event``, ``on_timer``,
+``deadline``). The same objects run without Flink in :func:`run_plain`, which the
+unit tests, the evaluation of detection quality and the benchmarks' plain
+kafka-python baseline use, so the stream and the batch judge events identically.
+
+State per key is plain picklable data; rules come from a :class:`impetus.rules.RuleBook`.
+"""
+
+from __future__ import annotations
+
+from impetus.detect import thresholds, urban
+from impetus.rules import detector_of
+
+
+class SensorWatch:
+    """Per sensor (tenant, sensor, kind): hard thresholds, baseline anomalies, silence.
+
+    State: ``{"last": epoch ms of the newest reading, "kind", "location", "deadlines": [ms, ...]}``.
+    Silence is judged on event time: the operator's timer fires at each deadline once the
+    watermark (the event time of the whole stream) passes it. When a bounded input ends,
+    the watermark jumps to the end of time and every pending deadline fires; that is the
+    end of the data, not evidence of a silent sensor, so no alert is raised then.
+    """
+
+    def __init__(self, configured_thresholds: dict[str, float], baseline: dict | None = None):
+        self.configured = dict(configured_thresholds)
+        self.baseline = baseline
+
+    @staticmethod
+    def key(reading: dict) -> str:
+        return f"{reading['tenant']}|{reading['sensor_id']}|{reading['kind']}"
+
+    def on_event(self, state, reading, book, ts_ms=None):
+        tenant = reading["tenant"]
+        alerts = []
+        limits, rules = thresholds.thresholds_for(tenant, book, self.configured)
+        rule = rules.get(reading["kind"])
+        alert = thresholds.threshold_alert(reading, limits, detector=detector_of(rule) if rule else None)
+        if alert:
+            alerts.append(alert)
+        anomaly_rule = book.single(tenant, "urban_anomaly")
+        if anomaly_rule and self.baseline:
+            alert = urban.urban_anomaly_alert(reading, self.baseline, anomaly_rule["params"])
+            if alert:
+                alerts.append(alert)
+        moment = urban.event_ms(reading["event_time"])
+        state = dict(state or {})
+        if moment >= state.get("last", moment):
+            silence_rule = book.single(tenant, "silent_sensor")
+            state.update(last=moment, kind=reading["kind"], location=reading.get("location"), tenant=tenant,
+                         sensor=reading["sensor_id"],
+                         rule=silence_rule,
+                         deadlines=(urban.silent_sensor_deadlines(moment, silence_rule["params"])
+                                    if silence_rule else []))
+        return state, alerts
+
+    def on_timer(self, state, ts_ms, book, end_of_input=False):
+        if not state:
+            return state, []
+        due = [d for d in state["deadlines"] if d <= ts_ms]
+        state = dict(state, deadlines=[d for d in state["deadlines"] if d > ts_ms])
+        if end_of_input:
+            return state, []
+        rule = state["rule"]
+        alerts = [urban.silent_sensor_alert(state["tenant"], state["sensor"], state["kind"], state["last"], d,
+                                            state["location"], rule["params"], detector=detector_of(rule))
+                  for d in due]
+        return state, alerts
+
+    @staticmethod
+    def deadline(state):
+        return min(state["deadlines"]) if state and state.get("deadlines") else None
+
+
+class AreaWatch:
+    """Per area (tenant, area): bursts of urban anomalies at several counters -> one area alert.
+
+    Input: the ``urban_anomaly`` alerts of :class:`SensorWatch`. State: the burst state of
+    :func:`impetus.detect.urban.area_burst_step` and the params it was judged with.
+    """
+
+    @staticmethod
+    def key(anomaly: dict) -> str:
+        return f"{anomaly['tenant']}|{(anomaly.get('location') or {}).get('area', '')}"
+
+    def on_event(self, state, anomaly, book, ts_ms=None):
+        rule = book.single(anomaly["tenant"], "area_burst")
+        if rule is None:
+            return state, []
+        burst, alerts = urban.area_burst_step((state or {}).get("burst"), anomaly, rule["params"],
+                                              detector=detector_of(rule))
+        return ({"burst": burst, "params": rule["params"]} if burst else None), alerts
+
+    def on_timer(self, state, ts_ms, book, end_of_input=False):
+        if state and (urban.expires_at(state["burst"]) or 0) <= ts_ms:
+            return None, []
+        return state, []
+
+    @staticmethod
+    def deadline(state):
+        return urban.expires_at(state["burst"]) if state else None
+
+
+def run_plain(logic, documents, book, timers: bool = True) -> list[dict]:
+    """Run ``logic`` over documents in order, as the keyed operator would, without Flink.
+
+    Event time advances with the documents (the watermark is the newest event time seen,
+    i.e. no tolerance for disorder); timers fire when it passes them; at the end of the
+    input pending timers fire as at the end of a bounded Flink run. Suppression is not
+    applied (it is the operator's). Returns the alerts in emission order.
+    """
+    states: dict[str, object] = {}
+    alerts: list[dict] = []
+    watermark = None
+    for doc in documents:
+        moment = urban.event_ms(doc.get("event_time") or doc.get("received_time"))
+        if timers and watermark is not None and moment > watermark:
+            _fire(logic, states, moment - 1, book, alerts, end_of_input=False)
+        watermark = moment if watermark is None else max(watermark, moment)
+        key = logic.key(doc)
+        states[key], out = logic.on_event(states.get(key), doc, book, moment)
+        alerts.extend(out)
+    if timers:
+        _fire(logic, states, 2 ** 63 - 1, book, alerts, end_of_input=True)
+    return alerts
+
+
+def _fire(logic, states, watermark, book, alerts, end_of_input):
+    for key in sorted(states):
+        while True:
+            due = logic.deadline(states[key])
+            if due is None or due > watermark:
+                break
+            states[key], out = logic.on_timer(states[key], due, book, end_of_input)
+            alerts.extend(out)
+
+
+class SourceWatch:
+    """Per source (tenant, source IP; or tenant, host, user for sudo): brute force, port scans, flow anomalies.
+
+    Input: ``security.syslog`` documents enriched by :func:`syslog_event` (the parsed security
+    event, or None for lines that are not one) and ``network.flows`` documents. State: one
+    step state per rule kind (:mod:`impetus.detect.cyber`), dropped when it expires. Flow
+    anomalies are scored one flow at a time by the ONNX model (:mod:`impetus.detect.flow_anomaly`)
+    when it has been built; without it that check is off.
+    """
+
+    def __init__(self, flow_scorer=None):
+        self.scorer = flow_scorer
+
+    @staticmethod
+    def key(doc: dict) -> str:
+        from impetus.detect import cyber
+
+        tenant = doc["tenant"]
+        if "line" not in doc:
+            return f"{tenant}|{doc['src_ip']}"
+        event = doc.get("security_event")
+        keys = cyber.state_keys(tenant, event) if event else []
+        # lines that are no security event do nothing; one key keeps them off the sources' state
+        return keys[0][1] if keys else f"{tenant}|-"
+
+    def on_event(self, state, doc, book, ts_ms=None):
+        from impetus.detect import cyber, flow_anomaly
+
+        tenant = doc["tenant"]
+        state = dict(state or {})
+        alerts = []
+        if "line" in doc:
+            event = doc.get("security_event")
+            work = [(kind, cyber.firewall_observation(event) if kind == "port_scan" else event)
+                    for kind, _ in (cyber.state_keys(tenant, event) if event else [])]
+        else:
+            scan_rule = book.single(tenant, "port_scan")
+            observation = cyber.flow_observation(doc, scan_rule) if scan_rule else None
+            work = [("port_scan", observation)] if observation else []
+            anomaly_rule = book.single(tenant, "flow_anomaly")
+            if self.scorer is not None and anomaly_rule is not None:
+                alerts.extend(flow_anomaly.flow_alerts(self.scorer, [doc], anomaly_rule["params"],
+                                                       rule_id=anomaly_rule["rule_id"]))
+        for kind, payload in work:
+            rule = book.single(tenant, kind)
+            if rule is None or payload is None:
+                continue
+            state[kind], raised = cyber.STEPS[kind](state.get(kind), payload, rule, tenant=tenant)
+            alerts.extend(raised)
+        return (state or None), alerts
+
+    def on_timer(self, state, ts_ms, book, end_of_input=False):
+        from impetus.detect import cyber
+
+        kept = {kind: st for kind, st in (state or {}).items() if (cyber.expires_at(st) or 0) > ts_ms}
+        return (kept or None), []
+
+    @staticmethod
+    def deadline(state):
+        from impetus.detect import cyber
+
+        times = [cyber.expires_at(st) for st in (state or {}).values()]
+        times = [t for t in times if t is not None]
+        return min(times) if times else None
+
+
+def syslog_event(doc: dict) -> dict:
+    """Intake parser for ``security.syslog``: the document with its parsed ``security_event``.
+
+    A line that is not syslog raises :class:`impetus.detect.syslog.SyslogParseError` (a
+    ValueError: the intake dead-letters it with the reason).
+    """
+    from impetus.detect.syslog import parse_document, security_event
+
+    record = parse_document(doc)
+    return dict(doc, event_time=record["event_time"], security_event=security_event(record))

@@ -1,0 +1,262 @@
+"""The PyFlink operators every detection job is assembled from.
+
+- :func:`intake`: raw message -> validated (and optionally parsed) document, or a dead
+  letter with the reason on a side output. Counts every message and publishes the
+  counts of the run to ``jobs.accounting`` (in = processed + dead-lettered), and flags
+  messages whose event time is already behind the watermark (late: processed anyway,
+  counted, and marked in the evidence of any alert they raise).
+- :func:`detector`: a keyed operator connected to the broadcast ``rules`` stream. It
+  holds the rules (:class:`impetus.rules.RuleBook`), one plain state value per key, and
+  one event-time timer per key, and delegates the detection itself to a *logic*
+  object from ``impetus.detect.streams`` — plain Python that the unit tests, the
+  benchmarks' plain-consumer baseline and the batch evaluation run without Flink.
+  Alerts pass through :mod:`impetus.detect.suppression` before they leave.
+
+A logic object provides ``key(doc) -> str``, ``on_event(state, doc, book, ts_ms) ->
+(state, alerts)``, ``on_timer(state, ts_ms, book, end_of_input) -> (state, alerts)``
+and ``deadline(state) -> int | None`` (event time of the next timer it needs).
+"""
+
+from __future__ import annotations
+
+import json
+
+from impetus.dlq import dead_letter_json
+from impetus.schemas import PayloadRejected, check_payload
+
+ACCOUNTING_EVERY_S = 5.0
+# Flink's watermark at the end of a bounded input (Long.MAX_VALUE)
+END_OF_INPUT = 2 ** 63 - 1
+
+
+def intake(job: str, source_topic: str, schema: str, known_tenants: list[str], parse=None):
+    """(ProcessFunction, dead-letter OutputTag) for messages of ``source_topic``.
+
+    ``parse(doc)`` may enrich a valid document (e.g. parse the syslog line in it); a
+    ValueError it raises dead-letters the message with the error as the reason.
+    Emits ``(doc, late, source_topic)`` tuples.
+    """
+    from pyflink.common import Types
+    from pyflink.datastream import OutputTag, ProcessFunction
+
+    dead_letters = OutputTag(f"dead-letters-{source_topic}", Types.STRING())
+    tenants = frozenset(known_tenants)
+
+    class Intake(ProcessFunction):
+        def open(self, runtime_context):
+            metrics = runtime_context.get_metrics_group()
+            self.metric_in = metrics.counter("messages_in")
+            self.metric_dead = metrics.counter("messages_dead_lettered")
+            self.metric_late = metrics.counter("messages_late")
+
+        def process_element(self, value, ctx):
+            self.metric_in.inc()
+            try:
+                doc = check_payload(schema, value)
+                if doc["tenant"] not in tenants:
+                    raise PayloadRejected(f"unknown tenant {doc['tenant']!r} (no alert topic for it)")
+                if parse is not None:
+                    doc = parse(doc)
+            except ValueError as err:  # PayloadRejected and parse errors alike
+                self.metric_dead.inc()
+                yield dead_letters, dead_letter_json(source_topic, str(err), value, job)
+            else:
+                stamp = ctx.timestamp()
+                late = stamp is not None and stamp < ctx.timer_service().current_watermark()
+                if late:
+                    self.metric_late.inc()
+                yield doc, late, source_topic
+
+    return Intake(), dead_letters
+
+
+def accounting(job: str, run_id: str):
+    """Keyed by source topic: sums the detectors' tallies and the dead letters into ``jobs.accounting`` records.
+
+    Input: ``("tally", topic, subtask, processed, late)`` (cumulative per detector instance) and
+    ``("dead", topic)``; a record goes out every few seconds while counts change and a final
+    one when a bounded input ends. Counts are per run: a restarted run counts from where its
+    checkpoint resumed.
+    """
+    from pyflink.common import Types
+    from pyflink.datastream import KeyedProcessFunction
+    from pyflink.datastream.state import ValueStateDescriptor
+
+    from impetus.alerts import utc_iso
+
+    class Accounting(KeyedProcessFunction):
+        def open(self, runtime_context):
+            self.counts = runtime_context.get_state(ValueStateDescriptor("counts", Types.PICKLED_BYTE_ARRAY()))
+
+        def process_element(self, value, ctx):
+            from datetime import datetime, timezone
+
+            counts = self.counts.value() or {"tallies": {}, "dead": 0, "reported": None, "armed": False}
+            if value[0] == "dead":
+                counts["dead"] += 1
+            else:
+                counts["tallies"][value[2]] = (value[3], value[4])
+            if not counts["armed"]:
+                ctx.timer_service().register_event_time_timer(END_OF_INPUT - 1)
+                counts["armed"] = True
+            now = ctx.timer_service().current_processing_time()
+            if counts["reported"] is None or now - counts["reported"] >= ACCOUNTING_EVERY_S * 1000:
+                counts["reported"] = now
+                yield self._record(ctx.get_current_key(), counts, False, datetime.now(timezone.utc))
+            self.counts.update(counts)
+
+        def on_timer(self, timestamp, ctx):
+            from datetime import datetime, timezone
+
+            counts = self.counts.value()
+            if counts:
+                yield self._record(ctx.get_current_key(), counts, True, datetime.now(timezone.utc))
+
+        @staticmethod
+        def _record(topic, counts, final, now):
+            processed = sum(p for p, _ in counts["tallies"].values())
+            late = sum(n for _, n in counts["tallies"].values())
+            return json.dumps({"job": job, "run_id": run_id, "source_topic": topic,
+                               "messages_in": processed + counts["dead"], "processed": processed,
+                               "dead_lettered": counts["dead"], "late": late, "reported_at": utc_iso(now),
+                               "final": final})
+
+    return Accounting()
+
+
+def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], defaults: dict[str, dict],
+             suppress_window_ms: int, out_of_orderness_ms: int):
+    """A KeyedBroadcastProcessFunction running ``logic`` per key, with rules and suppression.
+
+    When a bounded input ends, Flink advances the watermark to the end of time and every
+    pending timer fires. Timers up to the watermark the data itself implies (newest event
+    time seen minus the tolerated disorder) are judged as usual; only those beyond it are
+    passed to the logic as ``end_of_input`` (the data ended, which is not evidence of
+    anything). So a fast bounded run and a live run raise the same timer-driven alerts.
+    """
+    from pyflink.common import Types
+    from pyflink.datastream import KeyedBroadcastProcessFunction, OutputTag
+    from pyflink.datastream.state import ValueStateDescriptor
+
+    from impetus.detect.suppression import close_windows, next_deadline, suppress_step
+    from impetus.rules import RuleBook, check_rule
+
+    class Detector(KeyedBroadcastProcessFunction):
+        def open(self, runtime_context):
+            self.state = runtime_context.get_state(ValueStateDescriptor("detector", Types.PICKLED_BYTE_ARRAY()))
+            metrics = runtime_context.get_metrics_group()
+            self.metric_alerts = metrics.counter("alerts_out")
+            self.metric_suppressed = metrics.counter("alerts_suppressed")
+            self.metric_bad_rules = metrics.counter("rules_rejected")
+            self.book = None
+            self.newest = None  # newest record timestamp this instance has seen
+            self.subtask = runtime_context.get_index_of_this_subtask()
+            self.tally = {}  # source topic -> [processed, late] in this run
+            self.tallied_at = 0.0
+            self.final_sent = False
+
+        def _rules(self, ctx) -> RuleBook:
+            # Rebuilt once per task start: the snapshot taken at submission, then what the
+            # broadcast state holds (restored from a checkpoint, or delivered since start).
+            if self.book is None:
+                self.book = RuleBook(initial_rules, defaults)
+                for _, text in ctx.get_broadcast_state(rules_descriptor).items():
+                    self.book.apply(json.loads(text))
+            return self.book
+
+        def process_broadcast_element(self, value, ctx):
+            try:
+                rule = check_rule(json.loads(value))
+            except ValueError as err:
+                self.metric_bad_rules.inc()
+                print(f"[{job}] ignored an invalid rule: {err}", flush=True)
+                return
+            state = ctx.get_broadcast_state(rules_descriptor)
+            if rule.get("deleted"):
+                state.remove(rule["rule_id"])
+            else:
+                state.put(rule["rule_id"], value)
+            if self.book is not None:
+                self.book.apply(rule)
+            return
+            yield  # a generator, like every PyFlink process method
+
+        def process_element(self, value, ctx):
+            doc, late, topic = value
+            if topic is not None:
+                counted = self.tally.setdefault(topic, [0, 0])
+                counted[0] += 1
+                counted[1] += bool(late)
+            stamp = ctx.timestamp()
+            if stamp is not None and (self.newest is None or stamp > self.newest):
+                self.newest = stamp
+            book = self._rules(ctx)
+            held = self.state.value() or {}
+            logic_state, alerts = logic.on_event(held.get("logic"), doc, book, ctx.timestamp())
+            if late:
+                for alert in alerts:
+                    alert.setdefault("evidence", {})["late_event"] = True
+            if topic is not None:
+                if not held.get("armed"):
+                    # one timer per key at the end of time: it fires only when a bounded input ends
+                    ctx.timer_service().register_event_time_timer(END_OF_INPUT - 1)
+                    held = dict(held, armed=True)
+                now = ctx.timer_service().current_processing_time()
+                if now - self.tallied_at >= 1000:
+                    self.tallied_at = now
+                    yield from self._tallies()
+            yield from self._emit(ctx, held, logic_state, alerts)
+
+        def _tallies(self):
+            for topic, (processed, late) in self.tally.items():
+                yield tallies, ("tally", topic, self.subtask, processed, late)
+
+        def on_timer(self, timestamp, ctx):
+            if timestamp == END_OF_INPUT - 1:
+                if not self.final_sent:
+                    self.final_sent = True
+                    yield from self._tallies()
+                return
+            book = self._rules(ctx)
+            held = self.state.value() or {}
+            implied = None if self.newest is None else self.newest - out_of_orderness_ms
+            end_of_input = (ctx.timer_service().current_watermark() >= END_OF_INPUT
+                            and (implied is None or timestamp > implied))
+            logic_state, alerts = logic.on_timer(held.get("logic"), timestamp, book, end_of_input)
+            suppression, follow_ups = close_windows(held.get("suppress"), timestamp)
+            held = dict(held, suppress=suppression, timer=None)
+            yield from self._emit(ctx, held, logic_state, alerts, follow_ups, fired_at=timestamp)
+
+        def _emit(self, ctx, held, logic_state, alerts, ready=(), fired_at=None):
+            suppression = held.get("suppress")
+            out = list(ready)
+            for alert in alerts:
+                if suppress_window_ms > 0:
+                    suppression, passed = suppress_step(suppression, alert, suppress_window_ms)
+                    self.metric_suppressed.inc(1 - sum(1 for a in passed if a is alert))
+                    out.extend(passed)
+                else:
+                    out.append(alert)
+            deadline = min((d for d in (logic.deadline(logic_state), next_deadline(suppression)) if d is not None),
+                           default=None)
+            if deadline is not None and fired_at is not None and deadline <= fired_at:
+                # a logic that asks again for the moment that just fired would loop forever
+                raise RuntimeError(f"{job}: {type(logic).__name__} asked for a timer at {deadline}, "
+                                   f"not after the one that fired at {fired_at}")
+            timer = held.get("timer")
+            if timer != deadline:
+                if timer is not None:
+                    ctx.timer_service().delete_event_time_timer(timer)
+                if deadline is not None:
+                    ctx.timer_service().register_event_time_timer(deadline)
+            if logic_state is None and not suppression and not held.get("armed"):
+                self.state.clear()
+            else:
+                self.state.update({"logic": logic_state, "suppress": suppression, "timer": deadline,
+                                   "armed": held.get("armed", False)})
+            for alert in out:
+                self.metric_alerts.inc()
+                yield json.dumps(alert, ensure_ascii=False)
+
+    tallies = OutputTag("tallies", Types.PICKLED_BYTE_ARRAY())
+    return Detector(), tallies

@@ -1,0 +1,209 @@
+"""What every detection job in jobs/streaming/ shares: its command line and its wiring.
+
+A job declares its inputs (topic, schema, optional parser) and a logic object
+(``impetus.detect.streams``); :func:`run_job` parses the common options, builds
+
+    kafka(topic) --intake--> valid docs --key_by(logic.key)--+--detector(logic)--> alerts.<tenant>
+                       '--> <topic>.dlq     kafka(rules) --broadcast--'
+
+and executes it. Every option has a default, so ``python jobs/streaming/<job>.py``
+runs against the local stack as configured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable
+
+from impetus.config import load_settings
+from impetus.topics import alert_topic, dlq_topic, tenants
+
+
+@dataclass
+class Input:
+    topic: str
+    schema: str
+    parse: Callable[[dict], dict] | None = None
+
+
+@dataclass
+class JobOptions:
+    bounded: bool = False
+    group_id: str = ""
+    delivery: str = "exactly-once"
+    resume: str | None = None
+    tenants: list[str] = field(default_factory=list)
+    topics: dict[str, str] = field(default_factory=dict)       # declared input topic -> topic actually read
+    offsets: dict[str, dict[int, int]] = field(default_factory=dict)
+    rules_topic: str = "rules"
+    out_of_orderness_ms: int = 5000
+    suppress_minutes: float = 15.0
+    run_id: str = ""
+
+
+def argument_parser(job: str, description: str, inputs: list[Input],
+                    out_of_orderness_s: float) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=job, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    names = ", ".join(i.topic for i in inputs)
+    parser.add_argument("--bounded", action="store_true",
+                        help="stop after the messages present at start (demo, tests, backfills)")
+    parser.add_argument("--group-id", default=f"impetus-{job}", help="Kafka consumer group (default %(default)s)")
+    parser.add_argument("--delivery", choices=["exactly-once", "at-least-once"], default="exactly-once",
+                        help="exactly-once: alerts visible to read_committed consumers at each checkpoint; "
+                             "at-least-once: at once, consumers de-duplicate on alert_id (default %(default)s)")
+    parser.add_argument("--resume", metavar="PATH|latest",
+                        help="restore from a checkpoint or savepoint path; 'latest' = this job's newest checkpoint")
+    parser.add_argument("--tenants", help="comma-separated tenants to accept (default: those in schemas/topics.yaml)")
+    parser.add_argument("--topic", action="append", default=[], metavar="DECLARED=ACTUAL",
+                        help=f"read another topic in place of a declared input ({names}); dead letters go to "
+                             "<actual>.dlq; repeatable")
+    parser.add_argument("--start-offsets", action="append", default=[], metavar="TOPIC=P:O,...",
+                        help="start this input at these partition offsets instead of the group's; repeatable")
+    parser.add_argument("--rules-topic", default="rules", help="topic with the runtime rules (default %(default)s)")
+    parser.add_argument("--out-of-orderness", type=float, default=out_of_orderness_s, metavar="SECONDS",
+                        help="event-time disorder tolerated before an event counts as late (default %(default)s)")
+    parser.add_argument("--suppress-minutes", type=float, default=15.0,
+                        help="repeats of an alert (same detector and entity) within this window are held back "
+                             "and counted in one follow-up alert; 0 disables (default %(default)s)")
+    parser.add_argument("--run-id", help="id of this run in jobs.accounting (default: random)")
+    return parser
+
+
+def options_from(args, inputs: list[Input], settings) -> JobOptions:
+    from impetus.flink import start_offsets
+
+    declared = {i.topic for i in inputs}
+    topics = {i.topic: i.topic for i in inputs}
+    for pair in args.topic:
+        name, sep, actual = pair.partition("=")
+        if not sep or name not in declared or not actual:
+            raise SystemExit(f"--topic {pair!r}: expected DECLARED=ACTUAL with DECLARED one of {sorted(declared)}")
+        topics[name] = actual
+    offsets = {}
+    for spec in args.start_offsets:
+        name, sep, pairs = spec.partition("=")
+        if not sep:
+            raise SystemExit(f"--start-offsets {spec!r}: expected TOPIC=P:O,... e.g. sensors.readings=0:120,1:98")
+        offsets[topics.get(name, name)] = start_offsets(pairs)
+    return JobOptions(
+        bounded=args.bounded, group_id=args.group_id, delivery=args.delivery, resume=args.resume,
+        tenants=args.tenants.split(",") if args.tenants else tenants(settings), topics=topics, offsets=offsets,
+        rules_topic=args.rules_topic, out_of_orderness_ms=int(args.out_of_orderness * 1000),
+        suppress_minutes=args.suppress_minutes, run_id=args.run_id or uuid.uuid4().hex[:12])
+
+
+def intake_streams(env, settings, job: str, inputs: list[Input], options: JobOptions):
+    """(validated docs of all inputs unioned, dead-letter streams); dead letters are already wired
+    to ``<topic>.dlq``."""
+    from impetus.flink import event_time, kafka_sink, kafka_source
+    from impetus.operators import intake
+
+    streams, dead = [], []
+    for spec in inputs:
+        topic = options.topics[spec.topic]
+        source = kafka_source(settings, topic, options.group_id, bounded=options.bounded,
+                              offsets=options.offsets.get(topic))
+        raw = env.from_source(source, event_time(options.out_of_orderness_ms), f"kafka: {topic}")
+        function, dead_letters = intake(job, topic, spec.schema, options.tenants, spec.parse)
+        valid = raw.process(function).name(f"validate {topic}").uid(f"validate-{spec.topic}")
+        letters = valid.get_side_output(dead_letters)
+        dead.append(letters)
+        dlq_sink = kafka_sink(settings, topic=dlq_topic(topic), delivery=options.delivery,
+                              transactional_id_prefix=f"{job}-{spec.topic}-dlq")
+        # stamped when rejected, so the DLQ's retention counts from then, not from the event's time
+        stamped_now(letters).sink_to(dlq_sink).name(f"kafka: {dlq_topic(topic)}").uid(f"dlq-{spec.topic}")
+        streams.append(valid)
+    return _union(streams), dead
+
+
+def _union(streams):
+    return streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
+
+
+def detect(stream, rules, descriptor, job: str, name: str, logic, options: JobOptions, initial_rules, defaults):
+    """``stream`` of (doc, late, source topic) keyed by ``logic.key`` through a detector.
+
+    Returns (alerts as JSON str, tallies of processed messages for :func:`account`)."""
+    from pyflink.common import Types
+
+    from impetus.operators import detector
+
+    function, tallies = detector(job, logic, descriptor, initial_rules, defaults,
+                                 int(options.suppress_minutes * 60_000), options.out_of_orderness_ms)
+    alerts = (stream.key_by(lambda value: logic.key(value[0]), key_type=Types.STRING())
+              .connect(rules)
+              .process(function, output_type=Types.STRING())
+              .name(name).uid(name.replace(" ", "-")))
+    return alerts, alerts.get_side_output(tallies)
+
+
+def account(settings, job: str, options: JobOptions, tallies: list, dead_letters: list):
+    """Per-run counts (processed, dead-lettered, late per input topic) -> ``jobs.accounting``."""
+    from pyflink.common import Types
+
+    from impetus.flink import kafka_sink
+    from impetus.operators import accounting
+
+    tokens = [d.map(lambda letter: ("dead", json.loads(letter)["source_topic"]),
+                    output_type=Types.PICKLED_BYTE_ARRAY()) for d in dead_letters]
+    counts = (_union(list(tallies) + tokens)
+              .key_by(lambda item: item[1], key_type=Types.STRING())
+              .process(accounting(job, options.run_id), output_type=Types.STRING())
+              .name("accounting").uid("accounting"))
+    stamped_now(counts).sink_to(kafka_sink(settings, topic="jobs.accounting", delivery=options.delivery,
+                                           transactional_id_prefix=f"{job}-accounting")) \
+        .name("kafka: jobs.accounting").uid("accounting-sink")
+
+
+def stamped_now(stream):
+    """``stream`` with each record's timestamp set to the time it is emitted.
+
+    Alerts, dead letters and accounting records are new facts: their Kafka timestamp (which
+    drives the topics' retention) is when they were raised; their event time is inside them. Records
+    emitted when a bounded input ends would otherwise carry Flink's end-of-time timestamp,
+    which the broker rejects.
+    """
+    from pyflink.common import WatermarkStrategy
+    from pyflink.common.watermark_strategy import TimestampAssigner
+
+    class EmittedNow(TimestampAssigner):
+        def extract_timestamp(self, value, record_timestamp):
+            import time
+
+            return int(time.time() * 1000)
+
+    return stream.assign_timestamps_and_watermarks(
+        WatermarkStrategy.no_watermarks().with_timestamp_assigner(EmittedNow()))
+
+
+def sink_alerts(alerts, settings, job: str, options: JobOptions):
+    from impetus.flink import kafka_sink
+
+    sink = kafka_sink(settings, topic_selector=lambda a: alert_topic(json.loads(a)["tenant"]),
+                      delivery=options.delivery, transactional_id_prefix=f"{job}-alerts")
+    stamped_now(alerts).sink_to(sink).name("kafka: alerts.<tenant>").uid("alerts-sink")
+
+
+def prepare(job: str, description: str, inputs: list[Input], argv=None, out_of_orderness_s: float = 5.0):
+    """(settings, options, env, rules broadcast stream, rules descriptor, initial rules) for a job run."""
+    from impetus.flink import latest_checkpoint, rules_snapshot, rules_stream, stream_environment
+
+    args = argument_parser(job, description, inputs, out_of_orderness_s).parse_args(argv)
+    settings = load_settings()
+    options = options_from(args, inputs, settings)
+    resume = options.resume
+    if resume == "latest":
+        resume = latest_checkpoint(settings, job)
+        if resume is None:
+            raise SystemExit(f"--resume latest: no completed checkpoint of {job} under "
+                             f"{settings.checkpoint_path('flink/' + job)}; start without --resume")
+    print(json.dumps({"job": job, "run_id": options.run_id, "resume_from": resume,
+                      "inputs": list(options.topics.values()), "delivery": options.delivery}), flush=True)
+    env = stream_environment(settings, job, resume_from=resume, restart=not options.bounded)
+    rules, descriptor = rules_stream(env, settings, options.bounded, job, options.rules_topic)
+    initial = rules_snapshot(settings, options.rules_topic)
+    return settings, options, env, rules, descriptor, initial

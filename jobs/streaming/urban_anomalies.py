@@ -1,0 +1,75 @@
+"""Flink job: sensor readings -> urban-safety alerts on ``alerts.<tenant>`` (IMPETUS's Urban Anomaly Detector).
+
+Reads ``sensors.readings`` and, per sensor, raises
+- ``threshold``: a reading above the hard limit of its kind (configuration
+  ``sensor_thresholds``, overridable by ``sensor_threshold`` rules);
+- ``urban_anomaly``: a reading far from what is usual for that sensor at that hour of
+  the week (robust z-score against the ``urban_baseline`` built by
+  ``impetus models build urban-baseline``; without it this check is off);
+- ``silent_sensor``: no reading for ``after_minutes`` of event time (event-time timers);
+- ``area_anomaly``: anomalies at several counters of one area within a window.
+Messages that fail validation go to ``sensors.readings.dlq`` with the reason; counts
+of every run go to ``jobs.accounting``. Rules on the ``rules`` topic apply without a
+restart (``impetus rules --help``).
+
+    python jobs/streaming/urban_anomalies.py                 # runs until stopped
+    python jobs/streaming/urban_anomalies.py --bounded       # stops at the offsets current at start
+    python jobs/streaming/urban_anomalies.py --resume latest # continue from the last checkpoint
+"""
+
+from __future__ import annotations
+
+import json
+
+from impetus.streaming import Input, account, detect, intake_streams, prepare, sink_alerts
+
+JOB_NAME = "urban_anomalies"
+INPUTS = [Input("sensors.readings", "sensors.readings")]
+# hourly counters from several partitions: tolerate ten minutes of disorder before an event is late
+OUT_OF_ORDERNESS_S = 600.0
+
+
+def load_baseline(settings):
+    from impetus.detect.urban import load_baseline as read
+
+    path = settings.model_path("urban_baseline") / "baseline.json"
+    if not path.is_file():
+        print(f"[{JOB_NAME}] no urban baseline at {path}: urban anomalies are off until it is built "
+              "(impetus models build urban-baseline)", flush=True)
+        return None
+    return read(path)
+
+
+def build(env, settings, options, rules, descriptor, initial_rules):
+    """Wire intake -> per-sensor watch -> per-area watch -> alert sinks onto ``env``."""
+    from pyflink.common import Types
+
+    from impetus.detect.streams import AreaWatch, SensorWatch
+    from impetus.rules import defaults_from, rule_kinds
+
+    kinds = rule_kinds()
+    defaults = defaults_from(kinds, ["urban_anomaly", "silent_sensor", "area_burst"])
+    readings, dead_letters = intake_streams(env, settings, JOB_NAME, INPUTS, options)
+    watch = SensorWatch(dict(settings.sensor_thresholds), load_baseline(settings))
+    sensor_alerts, tallies = detect(readings, rules, descriptor, JOB_NAME, "sensor watch", watch, options,
+                                    initial_rules, defaults)
+    anomalies = (sensor_alerts.map(json.loads, output_type=Types.PICKLED_BYTE_ARRAY())
+                 .filter(lambda alert: alert["category"] == "urban_anomaly"
+                         and bool((alert.get("location") or {}).get("area")))
+                 .map(lambda alert: (alert, False, None), output_type=Types.PICKLED_BYTE_ARRAY())
+                 .name("urban anomalies by area"))
+    area_alerts, _ = detect(anomalies, rules, descriptor, JOB_NAME, "area watch", AreaWatch(), options,
+                            initial_rules, defaults)
+    sink_alerts(sensor_alerts.union(area_alerts), settings, JOB_NAME, options)
+    account(settings, JOB_NAME, options, [tallies], dead_letters)
+
+
+def main(argv=None):
+    settings, options, env, rules, descriptor, initial = prepare(
+        JOB_NAME, __doc__.split("\n\n")[0], INPUTS, argv, OUT_OF_ORDERNESS_S)
+    build(env, settings, options, rules, descriptor, initial)
+    return env.execute(JOB_NAME)
+
+
+if __name__ == "__main__":
+    main()
