@@ -204,6 +204,57 @@ class SourceWatch:
         return min(times) if times else None
 
 
+class PostWatch:
+    """Per tenant: investigations, watched indicators and threat language in social posts and CTI items.
+
+    Stateless per post; the tenant's text rules are compiled once per change of the rule
+    set (kept on the object, not in Flink state: it is rebuilt from the rules after a
+    restart). The ``threat_language`` rule has a built-in default, so threats are flagged
+    before any rule is published; investigations and watched assets exist only as rules.
+    """
+
+    def __init__(self):
+        self.compiled = {}  # tenant -> (rules signature, CompiledRules)
+
+    def __getstate__(self):
+        return {"compiled": {}}
+
+    @staticmethod
+    def key(post: dict) -> str:
+        return post["tenant"]
+
+    @staticmethod
+    def topic_of(post: dict) -> str:
+        # social posts name their platform, CTI items their source (schemas/social.posts, cti.posts)
+        return "social.posts" if "platform" in post else "cti.posts"
+
+    def rules(self, tenant: str, book):
+        from impetus.detect import text
+
+        chosen = [r for r in text.rules_for(tenant, book.rules) if r["kind"] != "threat_language"]
+        threat = book.single(tenant, "threat_language")
+        if threat is not None:
+            chosen.append(threat)
+        signature = tuple((r["rule_id"], r["updated_at"], r["enabled"]) for r in chosen)
+        cached = self.compiled.get(tenant)
+        if cached is None or cached[0] != signature:
+            cached = (signature, text.compile_rules(chosen))
+            self.compiled[tenant] = cached
+        return cached[1]
+
+    def on_event(self, state, post, book, ts_ms=None):
+        from impetus.detect import text
+
+        return None, text.analyse_post(post, self.topic_of(post), self.rules(post["tenant"], book))
+
+    def on_timer(self, state, ts_ms, book, end_of_input=False):
+        return None, []
+
+    @staticmethod
+    def deadline(state):
+        return None
+
+
 def syslog_event(doc: dict) -> dict:
     """Intake parser for ``security.syslog``: the document with its parsed ``security_event``.
 

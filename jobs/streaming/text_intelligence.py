@@ -1,0 +1,48 @@
+"""Flink job: public posts and CTI items -> text-intelligence alerts on ``alerts.<tenant>``
+(IMPETUS's Social Media Detection and CTI).
+
+Reads ``social.posts`` and ``cti.posts`` and raises
+- ``investigation_hit``: a post matching one of the tenant's investigations (keywords,
+  phrases or patterns, added at run time as ``investigation`` rules);
+- ``indicator_match``: an indicator in the text (CVE id, IP, domain, URL, hash, e-mail;
+  defanged forms too) that matches one of the tenant's ``watched_asset`` rules;
+- ``threat_language``: threat terms in a clearly negative post (VADER sentiment).
+Messages that fail validation go to ``<topic>.dlq`` with the reason; counts of every run
+go to ``jobs.accounting``. Rules on the ``rules`` topic apply without a restart.
+
+    python jobs/streaming/text_intelligence.py                 # runs until stopped
+    python jobs/streaming/text_intelligence.py --bounded       # stops at the offsets current at start
+    python jobs/streaming/text_intelligence.py --resume latest # continue from the last checkpoint
+"""
+
+from __future__ import annotations
+
+from impetus.streaming import Input, account, detect, intake_streams, prepare, sink_alerts
+
+JOB_NAME = "text_intelligence"
+INPUTS = [Input("social.posts", "social.posts"), Input("cti.posts", "cti.posts")]
+OUT_OF_ORDERNESS_S = 5.0
+
+
+def build(env, settings, options, rules, descriptor, initial_rules):
+    """Wire intake (both topics) -> per-tenant post watch -> alert sinks onto ``env``."""
+    from impetus.detect.streams import PostWatch
+    from impetus.rules import defaults_from, rule_kinds
+
+    defaults = defaults_from(rule_kinds(), ["threat_language"])
+    posts, dead_letters = intake_streams(env, settings, JOB_NAME, INPUTS, options)
+    alerts, tallies = detect(posts, rules, descriptor, JOB_NAME, "post watch", PostWatch(), options,
+                             initial_rules, defaults)
+    sink_alerts(alerts, settings, JOB_NAME, options)
+    account(settings, JOB_NAME, options, [tallies], dead_letters)
+
+
+def main(argv=None):
+    settings, options, env, rules, descriptor, initial = prepare(
+        JOB_NAME, __doc__.split("\n\n")[0], INPUTS, argv, OUT_OF_ORDERNESS_S)
+    build(env, settings, options, rules, descriptor, initial)
+    return env.execute(JOB_NAME)
+
+
+if __name__ == "__main__":
+    main()

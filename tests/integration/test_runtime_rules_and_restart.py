@@ -1,0 +1,149 @@
+"""Long-running jobs on the real broker: rules changed while the job runs, and a job killed mid-stream and
+resumed from its last checkpoint."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+from impetus.rules import deletion_marker, make_rule, publish
+from impetus.topics import end_offsets, read_messages
+
+from .conftest import ROOT, run_script
+from .test_cyber_threats_job import syslog
+
+
+def start_job(script, *args, env=None, log=None):
+    """The job as its users start it, in its own process group (so a kill takes the JVM with it)."""
+    return subprocess.Popen([sys.executable, str(ROOT / script), *args], cwd=ROOT, start_new_session=True,
+                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+
+
+def kill(process):
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def wait_for(condition, timeout=120, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def post(tenant, post_id, text, minute):
+    document = {"tenant": tenant, "post_id": post_id, "platform": "forum", "author": "@someone", "text": text,
+                "lang": "en", "event_time": f"2026-05-04T10:{minute:02d}:00Z"}
+    return json.dumps(document).encode()
+
+
+def test_rules_added_paused_and_deleted_while_the_text_job_runs(scratch, tmp_path):
+    t, settings = scratch.tenant, scratch.settings
+    # a watched asset that is always on: its alert on a sentinel post shows the job got that far
+    publish(settings, [make_rule("watch-domain", t, "watched_asset", {"indicator_type": "domain",
+                                                                      "value": "city.example"})], scratch.rules)
+    log = open(tmp_path / "job.log", "w")
+    job = start_job("jobs/streaming/text_intelligence.py", "--topic", f"social.posts={scratch.source}",
+                    "--topic", f"cti.posts={scratch.source2}", "--tenants", t, "--group-id", f"test-{t}",
+                    "--rules-topic", scratch.rules, "--delivery", "at-least-once", log=log)
+    now_ms = int(time.time() * 1000)
+
+    def send_and_sync(post_id, text, minute):
+        """Send a post, then a sentinel; return the alerts once the sentinel's alert is out."""
+        sentinel = post(t, f"{post_id}-sentinel", "Outage at portal.city.example again", minute)
+        scratch.produce([post(t, post_id, text, minute), sentinel], timestamps=[now_ms + minute * 60_000] * 2)
+
+        def sentinel_out():
+            alerts = scratch.read(scratch.alerts, committed_only=False)
+            return alerts if any(a["entity"]["id"].endswith(f"{post_id}-sentinel") for a in alerts) else None
+
+        return wait_for(sentinel_out, what=f"the sentinel after {post_id}")
+
+    def hits(alerts, post_id):
+        return sorted(a["detector"]["name"] for a in alerts
+                      if a["entity"]["id"] == f"social.posts:{post_id}" and a["category"] == "investigation_hit")
+
+    try:
+        alerts = send_and_sync("p1", "Huge crowd expected for the derby tonight near the stadium", 1)
+        assert hits(alerts, "p1") == []
+
+        publish(settings, [make_rule("derby", t, "investigation", {"match": "phrase", "terms": "derby tonight"})],
+                scratch.rules)
+        time.sleep(3)
+        alerts = send_and_sync("p2", "Police everywhere for the derby tonight", 2)
+        assert hits(alerts, "p2") == ["derby"]
+
+        publish(settings, [make_rule("derby", t, "investigation", {"match": "phrase", "terms": "derby tonight"},
+                                     enabled=False)], scratch.rules)
+        time.sleep(3)
+        alerts = send_and_sync("p3", "Tickets left for the derby tonight?", 3)
+        assert hits(alerts, "p3") == []
+
+        publish(settings, [make_rule("derby", t, "investigation", {"match": "keyword", "terms": "derby,stadium"})],
+                scratch.rules)
+        time.sleep(3)
+        alerts = send_and_sync("p4", "Queues at the stadium gates", 4)
+        assert hits(alerts, "p4") == ["derby"]
+
+        publish(settings, [deletion_marker("derby", t, "investigation")], scratch.rules)
+        time.sleep(3)
+        alerts = send_and_sync("p5", "Stadium lights on for the derby", 5)
+        assert hits(alerts, "p5") == []
+        assert job.poll() is None, "the job must still be the same run"
+    finally:
+        kill(job)
+        log.close()
+
+
+def brute_force_burst(tenant, second, attacker):
+    return [syslog(tenant, second + s, f"<38>May  4 10:{(second + s) // 60:02d}:{(second + s) % 60:02d} gw "
+                                       f"sshd[412]: Failed password for root from {attacker} port {50000 + s} ssh2")
+            for s in range(5)]
+
+
+def test_killed_job_resumed_from_its_checkpoint_gives_the_alerts_of_an_uninterrupted_run(scratch, tmp_path):
+    t = scratch.tenant
+    first = [m for i in range(6) for m in brute_force_burst(t, i * 20, f"203.0.113.{i + 1}")]
+    second = [m for i in range(6) for m in brute_force_burst(t, 200 + i * 20, f"198.51.100.{i + 1}")]
+    scratch.produce([m for m, _ in first], timestamps=[ts for _, ts in first])
+    topics = ["--topic", f"security.syslog={scratch.source}", "--topic", f"network.flows={scratch.source2}",
+              "--tenants", t, "--rules-topic", scratch.rules]
+
+    # the job killed mid-stream and resumed from its last checkpoint, exactly-once
+    env = {"IMPETUS_CHECKPOINT_URI": (tmp_path / "checkpoints").as_uri(), "IMPETUS_MODELS_DIR": str(tmp_path)}
+    log = open(tmp_path / "job.log", "w")
+    job = start_job("jobs/streaming/cyber_threats.py", *topics, "--group-id", f"killed-{t}", env=env, log=log)
+    try:
+        wait_for(lambda: len(scratch.read(scratch.alerts)) >= 6, what="the first six alerts, committed")
+        # more input while it runs, then a kill before the checkpoint that would commit it
+        scratch.produce([m for m, _ in second[:15]], timestamps=[ts for _, ts in second[:15]])
+    finally:
+        kill(job)
+    scratch.produce([m for m, _ in second[15:]], timestamps=[ts for _, ts in second[15:]])
+    job = start_job("jobs/streaming/cyber_threats.py", *topics, "--group-id", f"killed-{t}", "--resume", "latest",
+                    env=env, log=log)
+    try:
+        wait_for(lambda: len(scratch.read(scratch.alerts)) >= 12, what="all twelve alerts, committed")
+        time.sleep(5)  # anything duplicated would be committed by now
+        resumed = scratch.read(scratch.alerts)
+    finally:
+        kill(job)
+        log.close()
+    assert "resume_from" in (tmp_path / "job.log").read_text() and "chk-" in (tmp_path / "job.log").read_text()
+
+    # the same input through an uninterrupted bounded run
+    before = end_offsets(scratch.settings, scratch.alerts)
+    run_script("jobs/streaming/cyber_threats.py", *topics, "--bounded", "--group-id", f"whole-{t}",
+               env={"IMPETUS_MODELS_DIR": str(tmp_path)})
+    whole = [json.loads(m.value) for m in read_messages(scratch.settings, scratch.alerts, before, settle_s=10)]
+
+    assert len(whole) == 12
+    assert Counter(a["alert_id"] for a in resumed) == Counter(a["alert_id"] for a in whole)
+    assert sorted(a["entity"]["id"] for a in resumed) == sorted(
+        [f"203.0.113.{i}" for i in range(1, 7)] + [f"198.51.100.{i}" for i in range(1, 7)])
