@@ -4,9 +4,12 @@ Brings the stack up, builds the urban baseline from 2019 history if it is missin
 replays a week of the Auckland pedestrian counts (by default the week New Zealand
 went into its COVID-19 lockdown in March 2020, shifted to the present) plus a few
 deliberately malformed messages into ``sensors.readings``, runs the Flink
-urban-anomaly job and the Spark bronze landing over it, and reports what came out:
-events in, alerts out by category (a few shown), dead letters with their reasons,
-the job's own accounting, and the Delta table's rows and location.
+urban-anomaly job over it; replays two hours of labelled synthetic syslog, flows,
+posts and CTI items and runs the cyber and text jobs over them; lands the readings
+in Delta bronze with Spark; and reports what came out: events in, alerts out by
+category (a few shown, with their countermeasures), precision and recall against the
+synthetic ground truth, dead letters with their reasons, the job's own accounting,
+and the Delta table's rows and location.
 """
 
 from __future__ import annotations
@@ -67,12 +70,15 @@ def run_job(settings: Settings, script: str, args: list[str], log_name: str, say
 def run(settings: Settings, options: DemoOptions, say=print) -> dict:
     from impetus import stack
 
-    say("1/4  starting the local stack")
+    say("1/5  starting the local stack")
     stack.up(settings, log=lambda m: say(f"    {m}"))
     baseline = settings.model_path("urban_baseline") / "baseline.json"
     if not baseline.is_file():
         say("    building the urban baseline from 2019 history (impetus models build urban-baseline)")
         build_model(settings, "urban-baseline", [])
+    if not (settings.model_path("flow_anomaly") / "model.onnx").is_file():
+        say("    training the flow-anomaly model (impetus models build flow-anomaly)")
+        build_model(settings, "flow-anomaly", [])
 
     tenant = sensor_replay.TENANT
     alerts_before = end_offsets(settings, alert_topic(tenant))
@@ -81,7 +87,7 @@ def run(settings: Settings, options: DemoOptions, say=print) -> dict:
     run_id = f"demo-{int(time.time())}"
 
     weeks = sensor_replay.weeks_to_present(options.end)
-    say(f"2/4  replaying Auckland pedestrian counts {options.start} .. {options.end} into {TOPIC}, "
+    say(f"2/5  replaying Auckland pedestrian counts {options.start} .. {options.end} into {TOPIC}, "
         f"shifted {weeks} weeks to the present")
     producer = make_producer(settings)
     result = replay(settings, TOPIC, sensor_replay.readings(options.start, options.end, shift_weeks=weeks),
@@ -94,7 +100,7 @@ def run(settings: Settings, options: DemoOptions, say=print) -> dict:
     say(f"    sent {result.sent} readings ({result.first_event_time} .. {result.last_event_time}) "
         f"and {len(MALFORMED)} malformed messages, {result.rate:.0f} ev/s")
 
-    say("3/4  Flink: urban_anomalies (bounded run over what was just sent)")
+    say("3/5  Flink: urban_anomalies (bounded run over what was just sent)")
     offsets = ",".join(f"{p}:{o}" for p, o in sorted(readings_before.items()))
     flink_s = run_job(settings, "jobs/streaming/urban_anomalies.py",
                       ["--bounded", "--start-offsets", f"{TOPIC}={offsets}", "--group-id", "impetus-demo",
@@ -104,7 +110,9 @@ def run(settings: Settings, options: DemoOptions, say=print) -> dict:
     counts = [json.loads(m.value) for m in read_messages(settings, "jobs.accounting", settle_s=10)]
     counts = next((c for c in reversed(counts) if c["run_id"] == run_id and c["final"]), None)
 
-    say("4/4  Spark: landing sensors.readings in Delta bronze")
+    synthetic = run_synthetic(settings, say)
+
+    say("5/5  Spark: landing sensors.readings in Delta bronze")
     landed_before = _read_landing_counts(settings)
     spark_s = run_job(settings, "jobs/batch/land_bronze.py", ["--topic", TOPIC], "demo-land_bronze", say)
     landing = _read_landing_counts(settings)
@@ -115,9 +123,61 @@ def run(settings: Settings, options: DemoOptions, say=print) -> dict:
                "alerts": len(alerts), "dead_letters": len(dead), "accounting": counts,
                "alerts_by_category": dict(Counter(a["category"] for a in alerts).most_common()),
                "flink_seconds": round(flink_s, 1), "spark_seconds": round(spark_s, 1), **landing,
-               "alert_topic": alert_topic(tenant), "dlq_topic": dlq_topic(TOPIC)}
+               "alert_topic": alert_topic(tenant), "dlq_topic": dlq_topic(TOPIC), "synthetic": synthetic}
     _print_summary(summary, alerts, dead, settings, say)
     return summary
+
+
+def run_synthetic(settings: Settings, say=print) -> dict:
+    """Step 4: the cyber and text jobs over labelled synthetic data, scored against its ground truth."""
+    from datetime import datetime, timedelta, timezone
+
+    from impetus.alerts import utc_iso
+    from impetus.evaluation import score_episodes
+    from impetus.replay import flows, security_logs
+    from impetus.replay import text as text_replay
+    from impetus.rules import publish
+
+    start = utc_iso(datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=2))
+    tenants = ["oslo", "padova"]
+    inputs = ["security.syslog", "network.flows", "social.posts", "cti.posts"]
+    before = {t: end_offsets(settings, t) for t in inputs}
+    alerts_before = {t: end_offsets(settings, alert_topic(t)) for t in tenants}
+    say("4/5  SYNTHETIC, labelled: 2 h of syslog, flows, posts and CTI for oslo and padova "
+        "(impetus replay cyber | text)")
+    lines, line_truth = security_logs.generate(seed=7, start=start)
+    records, flow_truth = flows.generate(seed=11, start=start)
+    social, cti, post_truth = text_replay.generate(seed=5, start=start)
+    publish(settings, text_replay.example_rules())
+    for topic, documents, key, field in (("security.syslog", lines, None, "received_time"),
+                                         ("network.flows", records, lambda d: d["src_ip"], "event_time"),
+                                         ("social.posts", social, lambda d: d["post_id"], "event_time"),
+                                         ("cti.posts", cti, lambda d: d["post_id"], "event_time")):
+        replay(settings, topic, documents, key=key, time_field=field, progress=False)
+    say(f"    sent {len(lines)} syslog lines, {len(records)} flows, {len(social)} posts, {len(cti)} CTI items")
+    seconds = {}
+    for job, topics in (("cyber_threats", inputs[:2]), ("text_intelligence", inputs[2:])):
+        args = ["--bounded", "--group-id", "impetus-demo"]
+        for topic in topics:
+            offsets = ",".join(f"{p}:{o}" for p, o in sorted(before[topic].items()))
+            args += ["--start-offsets", f"{topic}={offsets}"]
+        say(f"    Flink: {job}")
+        seconds[job] = run_job(settings, f"jobs/streaming/{job}.py", args, f"demo-{job}", say)
+    alerts = [json.loads(m.value) for t in tenants
+              for m in read_messages(settings, alert_topic(t), alerts_before[t], settle_s=10)]
+    cyber = [a for a in alerts if a["category"] in ("brute_force", "port_scan", "flow_anomaly")]
+    posts = [a for a in alerts if a["category"] in ("investigation_hit", "indicator_match", "threat_language")]
+    quality = score_episodes(line_truth + flow_truth, cyber)
+    quality["text"] = text_replay.evaluate(post_truth, posts)
+    return {"alerts": len(alerts), "alerts_by_category": dict(Counter(a["category"] for a in alerts).most_common()),
+            "quality": quality, "examples": _examples(alerts), "seconds": seconds}
+
+
+def _examples(alerts: list[dict]) -> list[str]:
+    shown = {}
+    for alert in sorted(alerts, key=lambda a: a["event_time"]):
+        shown.setdefault(alert["category"], alert)
+    return [f"[{a['severity']:<8}] {a['title']}  -> {a.get('countermeasure', '')[:70]}..." for a in shown.values()]
 
 
 def _read_landing_counts(settings: Settings) -> dict:
@@ -151,6 +211,14 @@ def _print_summary(summary: dict, alerts: list[dict], dead: list[dict], settings
     for category, some in shown.items():
         for alert in some[:2]:
             say(f"    [{alert['severity']:<6}] {alert['event_time']}  {alert['title']}")
+    synthetic = summary["synthetic"]
+    say(f"cyber + text alerts   {synthetic['alerts']:>8}  on alerts.oslo, alerts.padova (synthetic data): " + ", ".join(
+        f"{n} {category}" for category, n in synthetic["alerts_by_category"].items()))
+    for line in synthetic["examples"]:
+        say(f"    {line}")
+    for category, figures in synthetic["quality"].items():
+        say(f"    {category:<14} precision {figures['precision']}, recall {figures['recall']} "
+            "against the injected ground truth")
     say(f"dead letters          {summary['dead_letters']:>8}  on {summary['dlq_topic']}")
     for letter in dead[:5]:
         say(f"    {letter['reason']}")
