@@ -68,3 +68,12 @@ def test_missing_jars_say_how_to_get_them(tmp_path):
     s = load_settings(env={"IMPETUS_JARS_DIR": str(tmp_path)})
     with pytest.raises(ConfigError, match="make setup"):
         s.jars("kafka")
+
+
+def test_default_sensor_limits_are_the_documented_ones():
+    from impetus.detect.urban import DEFAULT_KIND_THRESHOLDS
+
+    thresholds = load_settings("local", env={}).sensor_thresholds
+    assert thresholds["pedestrian_count"] == 3000.0
+    assert {k: v for k, v in thresholds.items() if k != "pedestrian_count"} == {
+        kind: spec["threshold"] for kind, spec in DEFAULT_KIND_THRESHOLDS.items()}

@@ -40,3 +40,13 @@ def test_daylight_saving_hours_with_ambiguous_labels_are_skipped():
     # New Zealand: 2019-04-07 03:00 NZDT -> 02:00 NZST, so "2:00-2:59" happened twice that night
     day = load_counts("2019-04-07", "2019-04-08")
     assert sorted(day["event_time"].dt.hour.unique()) == [h for h in range(24) if h != 2]
+
+
+def test_replays_shift_by_whole_weeks_keeping_the_local_hour_of_the_week():
+    from impetus.replay.sensors import weeks_to_present
+
+    # 2019-03-08 (a Friday) + 402 weeks = 2026-11-20, the last Friday not after 2026-11-21 10:00 NZ time
+    assert weeks_to_present("2019-03-08", now="2026-11-21T10:00:00+13:00") == 402
+    first = next(iter(readings("2019-03-01", "2019-03-02", shift_weeks=402)))
+    assert first["event_time"] == "2026-11-13T00:00:00+13:00"
+    assert weeks_to_present("2030-01-01", now="2026-11-21T10:00:00+13:00") == 0
