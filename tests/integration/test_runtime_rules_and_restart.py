@@ -60,7 +60,7 @@ def test_rules_added_paused_and_deleted_while_the_text_job_runs(scratch, tmp_pat
         scratch.produce([post(t, post_id, text, minute), sentinel], timestamps=[now_ms + minute * 60_000] * 2)
 
         def sentinel_out():
-            alerts = scratch.read(scratch.alerts, committed_only=False)
+            alerts = scratch.read(scratch.alerts, committed_only=False, job_running=True)
             return alerts if any(a["entity"]["id"].endswith(f"{post_id}-sentinel") for a in alerts) else None
 
         return wait_for(sentinel_out, what=f"the sentinel after {post_id}")
@@ -120,7 +120,8 @@ def test_killed_job_resumed_from_its_checkpoint_gives_the_alerts_of_an_uninterru
     log = open(tmp_path / "job.log", "w")
     job = start_job("jobs/streaming/cyber_threats.py", *topics, "--group-id", f"killed-{t}", env=env, log=log)
     try:
-        wait_for(lambda: len(scratch.read(scratch.alerts)) >= 6, what="the first six alerts, committed")
+        wait_for(lambda: len(scratch.read(scratch.alerts, job_running=True)) >= 6,
+                 what="the first six alerts, committed")
         # more input while it runs, then a kill before the checkpoint that would commit it
         scratch.produce([m for m, _ in second[:15]], timestamps=[ts for _, ts in second[:15]])
     finally:
@@ -129,12 +130,13 @@ def test_killed_job_resumed_from_its_checkpoint_gives_the_alerts_of_an_uninterru
     job = start_job("jobs/streaming/cyber_threats.py", *topics, "--group-id", f"killed-{t}", "--resume", "latest",
                     env=env, log=log)
     try:
-        wait_for(lambda: len(scratch.read(scratch.alerts)) >= 12, what="all twelve alerts, committed")
+        wait_for(lambda: len(scratch.read(scratch.alerts, job_running=True)) >= 12,
+                 what="all twelve alerts, committed")
         time.sleep(5)  # anything duplicated would be committed by now
-        resumed = scratch.read(scratch.alerts)
     finally:
         kill(job)
         log.close()
+    resumed = scratch.read(scratch.alerts, job_running=True)  # the killed run's open transaction never commits
     assert "resume_from" in (tmp_path / "job.log").read_text() and "chk-" in (tmp_path / "job.log").read_text()
 
     # the same input through an uninterrupted bounded run
