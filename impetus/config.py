@@ -45,6 +45,8 @@ class Settings:
     flink_jobmanager: str
     flink_parallelism: int
     flink_checkpoint_interval_ms: int
+    # how long a Python operator may hold records before passing them on (PyFlink batches them)
+    flink_bundle_time_ms: int
     # Spark / Delta
     spark_master: str
     spark_driver_memory: str
@@ -95,6 +97,7 @@ def _local_defaults(home: Path, var: Path) -> dict:
         "flink_jobmanager": "local",
         "flink_parallelism": 1,
         "flink_checkpoint_interval_ms": 1000,
+        "flink_bundle_time_ms": 10,
         "spark_master": "local[2]",
         "spark_driver_memory": "2g",
         "lake_uri": (var / "lake").as_uri(),

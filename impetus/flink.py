@@ -55,6 +55,9 @@ def stream_environment(settings: Settings, job_name: str, resume_from: str | Non
     config.set_string("execution.checkpointing.dir", settings.checkpoint_path(f"flink/{job_name}"))
     config.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
     config.set_string("execution.checkpointing.num-retained", "3")
+    # PyFlink hands records to its Python workers in bundles and waits up to this long to fill one
+    # (1 s by default): each Python operator on the path adds it to the event-to-alert latency.
+    config.set_string("python.fn-execution.bundle.time", str(settings.flink_bundle_time_ms))
     if resume_from:
         config.set_string("execution.state-recovery.path", resume_from)
     if not restart:
