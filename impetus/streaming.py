@@ -207,3 +207,12 @@ def prepare(job: str, description: str, inputs: list[Input], argv=None, out_of_o
     rules, descriptor = rules_stream(env, settings, options.bounded, job, options.rules_topic)
     initial = rules_snapshot(settings, options.rules_topic)
     return settings, options, env, rules, descriptor, initial
+
+
+def run_job(job: str, description: str, inputs: list[Input], build, argv=None, out_of_orderness_s: float = 5.0):
+    """Parse the options, wire the job with ``build(env, settings, options, rules, descriptor, initial_rules)``
+    and execute it: the ``main`` of every job in jobs/streaming/."""
+    settings, options, env, rules, descriptor, initial = prepare(job, description, inputs, argv,
+                                                                 out_of_orderness_s)
+    build(env, settings, options, rules, descriptor, initial)
+    return env.execute(job)

@@ -20,7 +20,7 @@ that fail validation go to ``<topic>.dlq`` with the reason; counts of every run 
 from __future__ import annotations
 
 from impetus.detect.streams import syslog_event
-from impetus.streaming import Input, account, detect, intake_streams, prepare, sink_alerts
+from impetus.streaming import Input, account, detect, intake_streams, run_job, sink_alerts
 
 JOB_NAME = "cyber_threats"
 INPUTS = [Input("security.syslog", "security.syslog", parse=syslog_event),
@@ -53,10 +53,7 @@ def build(env, settings, options, rules, descriptor, initial_rules):
 
 
 def main(argv=None):
-    settings, options, env, rules, descriptor, initial = prepare(
-        JOB_NAME, __doc__.split("\n\n")[0], INPUTS, argv, OUT_OF_ORDERNESS_S)
-    build(env, settings, options, rules, descriptor, initial)
-    return env.execute(JOB_NAME)
+    return run_job(JOB_NAME, __doc__, INPUTS, build, argv, OUT_OF_ORDERNESS_S)
 
 
 if __name__ == "__main__":
