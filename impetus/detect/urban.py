@@ -269,7 +269,7 @@ def build_baseline(data, *, start: str | None = None, end: str | None = None,
     columns tenant, sensor_id, kind, value, event_time, or an iterable of ``sensors.readings``
     documents. ``start``/``end`` (local dates, end exclusive) restrict the training window;
     without them the window is the data's first and last local date. Cells with fewer than
-    ``min_samples`` readings are None.
+    ``min_samples`` readings, or whose median is zero (a counter out of service), are None.
     """
     timezones = dict(TIMEZONES if timezones is None else timezones)
     frame = _readings_frame(data, timezones)
@@ -290,7 +290,9 @@ def build_baseline(data, *, start: str | None = None, end: str | None = None,
     for row in cells.itertuples(index=False):
         hours = series.setdefault(row.tenant, {}).setdefault(row.sensor_id, {}).setdefault(
             row.kind, [None] * HOURS_PER_WEEK)
-        if row.count < min_samples:
+        # A usual count of zero is a counter out of service, not history (107 Quay Street reported zeros
+        # through 2019): such a cell cannot judge anything, so it is left without a baseline.
+        if row.count < min_samples or row.median <= 0:
             continue
         mad = max(row.mad * MAD_SCALE, mad_floor_fraction * abs(row.median), mad_floor_absolute)
         hours[int(row.hour_of_week)] = [round(float(row.median), 3), round(float(mad), 3), int(row.count)]
