@@ -188,7 +188,8 @@ def _cmd_replay_cyber(args, settings) -> int:
     start = _synthetic_start(args)
     lines, line_truth = security_logs.generate(seed=args.seed, start=start, hours=args.hours)
     records, flow_truth = flows.generate(seed=args.seed + 4, start=start, hours=args.hours)
-    for topic, documents, key, field in (("security.syslog", lines, None, "received_time"),
+    # syslog keyed by collector: each collector's lines stay in order, as a collector would send them
+    for topic, documents, key, field in (("security.syslog", lines, lambda d: d["collector"], "received_time"),
                                          ("network.flows", records, lambda d: d["src_ip"], "event_time")):
         result = replay(settings, topic, documents, key=key, speedup=args.speedup, time_field=field,
                         progress=not args.quiet, total=len(documents))

@@ -149,7 +149,7 @@ def run_synthetic(settings: Settings, say=print) -> dict:
     records, flow_truth = flows.generate(seed=11, start=start)
     social, cti, post_truth = text_replay.generate(seed=5, start=start)
     publish(settings, text_replay.example_rules())
-    for topic, documents, key, field in (("security.syslog", lines, None, "received_time"),
+    for topic, documents, key, field in (("security.syslog", lines, lambda d: d["collector"], "received_time"),
                                          ("network.flows", records, lambda d: d["src_ip"], "event_time"),
                                          ("social.posts", social, lambda d: d["post_id"], "event_time"),
                                          ("cti.posts", cti, lambda d: d["post_id"], "event_time")):

@@ -143,7 +143,8 @@ class SourceWatch:
 
     Input: ``security.syslog`` documents enriched by :func:`syslog_event` (the parsed security
     event, or None for lines that are not one) and ``network.flows`` documents. State: one
-    step state per rule kind (:mod:`impetus.detect.cyber`), dropped when it expires. Flow
+    step state per rule kind (:mod:`impetus.detect.cyber`; port scans seen in flows apart from
+    those seen in firewall logs), dropped when it expires. Flow
     anomalies are scored one flow at a time by the ONNX model (:mod:`impetus.detect.flow_anomaly`)
     when it has been built; without it that check is off.
     """
@@ -171,21 +172,24 @@ class SourceWatch:
         alerts = []
         if "line" in doc:
             event = doc.get("security_event")
-            work = [(kind, cyber.firewall_observation(event) if kind == "port_scan" else event)
+            work = [(kind, kind, cyber.firewall_observation(event) if kind == "port_scan" else event)
                     for kind, _ in (cyber.state_keys(tenant, event) if event else [])]
         else:
             scan_rule = book.single(tenant, "port_scan")
             observation = cyber.flow_observation(doc, scan_rule) if scan_rule else None
-            work = [("port_scan", observation)] if observation else []
+            # Flows and firewall logs come from different topics, each in order per source but not in
+            # step with each other: one scan state per topic, so that neither's events look too old
+            # against the other's newest.
+            work = [("port_scan", "port_scan/flows", observation)] if observation else []
             anomaly_rule = book.single(tenant, "flow_anomaly")
             if self.scorer is not None and anomaly_rule is not None:
                 alerts.extend(flow_anomaly.flow_alerts(self.scorer, [doc], anomaly_rule["params"],
                                                        rule_id=anomaly_rule["rule_id"]))
-        for kind, payload in work:
+        for kind, slot, payload in work:
             rule = book.single(tenant, kind)
             if rule is None or payload is None:
                 continue
-            state[kind], raised = cyber.STEPS[kind](state.get(kind), payload, rule, tenant=tenant)
+            state[slot], raised = cyber.STEPS[kind](state.get(slot), payload, rule, tenant=tenant)
             alerts.extend(raised)
         return (state or None), alerts
 

@@ -38,3 +38,20 @@ def test_source_watch_keys_syslog_by_source_and_raises_one_brute_force_alert():
     alerts = run_plain(SourceWatch(), lines, book("brute_force", "sudo_brute_force", "port_scan"))
     assert [(a["category"], a["entity"]["id"], a["evidence"]["failures"]) for a in alerts] == [
         ("brute_force", "203.0.113.7", 5)]
+
+
+def test_a_scan_seen_in_flows_is_found_even_when_firewall_logs_of_the_source_ran_ahead():
+    # the firewall log topic was read five minutes ahead of the flow topic for this source
+    block = syslog_event({"tenant": "oslo", "collector": "c", "received_time": "2026-05-04T10:05:00Z",
+                          "line": "<4>May  4 10:05:00 fw kernel: [UFW BLOCK] IN=eth0 OUT= SRC=203.0.113.9 "
+                                  "DST=10.0.0.9 PROTO=TCP SPT=4000 DPT=23"})
+    probes = [{"tenant": "oslo", "event_time": f"2026-05-04T10:00:{p:02d}Z", "src_ip": "203.0.113.9",
+               "src_port": 40000, "dst_ip": "10.0.0.5", "dst_port": 1000 + p, "protocol": "tcp",
+               "bytes_out": 60, "bytes_in": 0, "packets": 1, "duration_ms": 1} for p in range(20)]
+    watch = SourceWatch()
+    state, alerts = watch.on_event(None, block, book("port_scan"))
+    for probe in probes:
+        state, raised = watch.on_event(state, probe, book("port_scan"))
+        alerts.extend(raised)
+    assert [(a["category"], a["entity"]["id"], a["evidence"]["distinct_ports"]) for a in alerts] == [
+        ("port_scan", "203.0.113.9", 20)]
