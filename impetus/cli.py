@@ -182,21 +182,15 @@ def _write_truth(settings, name: str, truth: list[dict], path: str | None) -> st
 
 
 def _cmd_replay_cyber(args, settings) -> int:
-    from impetus.replay import flows, security_logs
-    from impetus.replay.producer import replay
+    from impetus.replay import synthetic
 
-    start = _synthetic_start(args)
-    lines, line_truth = security_logs.generate(seed=args.seed, start=start, hours=args.hours)
-    records, flow_truth = flows.generate(seed=args.seed + 4, start=start, hours=args.hours)
-    # syslog keyed by collector: each collector's lines stay in order, as a collector would send them
-    for topic, documents, key, field in (("security.syslog", lines, lambda d: d["collector"], "received_time"),
-                                         ("network.flows", records, lambda d: d["src_ip"], "event_time")):
-        result = replay(settings, topic, documents, key=key, speedup=args.speedup, time_field=field,
-                        progress=not args.quiet, total=len(documents))
-        print(f"sent {result.sent} to {topic} in {result.seconds:.1f} s; event time {result.first_event_time} .. "
-              f"{result.last_event_time}")
-    truth = ([dict(t, topic="security.syslog") for t in line_truth]
-             + [dict(t, topic="network.flows") for t in flow_truth])
+    try:
+        feeds, truth = synthetic.cyber_feeds(args.seed, _synthetic_start(args), args.hours)
+    except ValueError as err:  # e.g. too few hours for the episodes
+        raise ConfigError(f"replay cyber: {err}") from None
+    for result in synthetic.send(settings, feeds, args.speedup, progress=not args.quiet):
+        print(f"sent {result.sent} to {result.topic} in {result.seconds:.1f} s; event time "
+              f"{result.first_event_time} .. {result.last_event_time}")
     path = _write_truth(settings, "cyber", truth, args.truth)
     kinds = Counter(t["kind"] for t in truth)
     episodes = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
@@ -205,19 +199,19 @@ def _cmd_replay_cyber(args, settings) -> int:
 
 
 def _cmd_replay_text(args, settings) -> int:
-    from impetus.replay import text
-    from impetus.replay.producer import replay
+    from impetus.replay import synthetic, text
     from impetus.rules import publish
 
     if args.publish_rules:
         rules = text.example_rules()
         publish(settings, rules)
         print(f"published {len(rules)} example rules (investigations, watched assets) to rules")
-    social, cti, truth = text.generate(seed=args.seed, start=_synthetic_start(args), hours=args.hours)
-    for topic, documents in (("social.posts", social), ("cti.posts", cti)):
-        result = replay(settings, topic, documents, key=lambda d: d["post_id"], speedup=args.speedup,
-                        progress=not args.quiet, total=len(documents))
-        print(f"sent {result.sent} to {topic} in {result.seconds:.1f} s")
+    try:
+        feeds, truth = synthetic.text_feeds(args.seed, _synthetic_start(args), args.hours)
+    except ValueError as err:
+        raise ConfigError(f"replay text: {err}") from None
+    for result in synthetic.send(settings, feeds, args.speedup, progress=not args.quiet):
+        print(f"sent {result.sent} to {result.topic} in {result.seconds:.1f} s")
     path = _write_truth(settings, "text", truth, args.truth)
     planted = sum(1 for t in truth if t["expected"])
     print(f"SYNTHETIC data, {planted} posts with planted hits out of {len(truth)}; ground truth: {path}")

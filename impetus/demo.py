@@ -134,7 +134,7 @@ def run_synthetic(settings: Settings, say=print) -> dict:
 
     from impetus.alerts import utc_iso
     from impetus.evaluation import score_episodes
-    from impetus.replay import flows, security_logs
+    from impetus.replay import synthetic
     from impetus.replay import text as text_replay
     from impetus.rules import publish
 
@@ -145,16 +145,11 @@ def run_synthetic(settings: Settings, say=print) -> dict:
     alerts_before = {t: end_offsets(settings, alert_topic(t)) for t in tenants}
     say("4/5  SYNTHETIC, labelled: 2 h of syslog, flows, posts and CTI for oslo and padova "
         "(impetus replay cyber | text)")
-    lines, line_truth = security_logs.generate(seed=7, start=start)
-    records, flow_truth = flows.generate(seed=11, start=start)
-    social, cti, post_truth = text_replay.generate(seed=5, start=start)
+    cyber_feeds, episodes = synthetic.cyber_feeds(7, start, 2.0)
+    text_feeds, post_truth = synthetic.text_feeds(5, start, 2.0)
     publish(settings, text_replay.example_rules())
-    for topic, documents, key, field in (("security.syslog", lines, lambda d: d["collector"], "received_time"),
-                                         ("network.flows", records, lambda d: d["src_ip"], "event_time"),
-                                         ("social.posts", social, lambda d: d["post_id"], "event_time"),
-                                         ("cti.posts", cti, lambda d: d["post_id"], "event_time")):
-        replay(settings, topic, documents, key=key, time_field=field, progress=False)
-    say(f"    sent {len(lines)} syslog lines, {len(records)} flows, {len(social)} posts, {len(cti)} CTI items")
+    sent = synthetic.send(settings, cyber_feeds + text_feeds)
+    say("    sent " + ", ".join(f"{r.sent} to {r.topic}" for r in sent))
     seconds = {}
     for job, topics in (("cyber_threats", inputs[:2]), ("text_intelligence", inputs[2:])):
         args = ["--bounded", "--group-id", "impetus-demo"]
@@ -167,7 +162,7 @@ def run_synthetic(settings: Settings, say=print) -> dict:
               for m in read_messages(settings, alert_topic(t), alerts_before[t], settle_s=10)]
     cyber = [a for a in alerts if a["category"] in ("brute_force", "port_scan", "flow_anomaly")]
     posts = [a for a in alerts if a["category"] in ("investigation_hit", "indicator_match", "threat_language")]
-    quality = score_episodes(line_truth + flow_truth, cyber)
+    quality = score_episodes(episodes, cyber)
     quality["text"] = text_replay.evaluate(post_truth, posts)
     return {"alerts": len(alerts), "alerts_by_category": dict(Counter(a["category"] for a in alerts).most_common()),
             "quality": quality, "examples": _examples(alerts), "seconds": seconds}

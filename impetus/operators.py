@@ -192,7 +192,7 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                 self.newest = stamp
             book = self._rules(ctx)
             held = self.state.value() or {}
-            logic_state, alerts = logic.on_event(held.get("logic"), doc, book, ctx.timestamp())
+            logic_state, alerts = logic.on_event(held.get("logic"), doc, book, stamp)
             if late:
                 for alert in alerts:
                     alert.setdefault("evidence", {})["late_event"] = True
@@ -233,7 +233,8 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             for alert in alerts:
                 if suppress_window_ms > 0:
                     suppression, passed = suppress_step(suppression, alert, suppress_window_ms)
-                    self.metric_suppressed.inc(1 - sum(1 for a in passed if a is alert))
+                    if alert not in passed:
+                        self.metric_suppressed.inc()
                     out.extend(passed)
                 else:
                     out.append(alert)

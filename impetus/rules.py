@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 
 from impetus.alerts import utc_iso
 from impetus.config import Settings
-from impetus.schemas import PayloadRejected, validation_error
+from impetus.schemas import PayloadRejected, document_error, validation_error
 
 TOPIC = "rules"
 # kinds of which every matching rule applies; all other kinds take one parameter set per tenant
@@ -55,7 +55,7 @@ def make_rule(rule_id: str, tenant: str, kind: str, params: dict, enabled: bool 
 
 def check_rule(rule: dict, kinds: dict[str, dict] | None = None) -> dict:
     """The rule if it is valid, else :class:`RuleError` naming the problem."""
-    error = validation_error("rules", json.dumps(rule))
+    error = document_error("rules", rule)
     if error:
         raise RuleError(error)
     if rule.get("deleted"):

@@ -159,11 +159,19 @@ def check_payload(name: str, payload: bytes | str | None) -> dict:
         raise PayloadRejected("not JSON this system accepts: nested too deeply") from None
     if not isinstance(document, dict):
         raise PayloadRejected(f"not a JSON object but a {type(document).__name__}")
+    error = document_error(name, document)
+    if error:
+        raise PayloadRejected(error)
+    return document
+
+
+def document_error(name: str, document: dict) -> str | None:
+    """Why an already decoded document does not match schema ``name``, or None when it does."""
     try:
         validator(name)(document)
     except fastjsonschema.JsonSchemaValueException as err:
-        raise PayloadRejected(f"does not match schema {name}: {err.message}") from None
-    return document
+        return f"does not match schema {name}: {err.message}"
+    return None
 
 
 def validation_error(name: str, payload: bytes | str | None) -> str | None:

@@ -40,12 +40,11 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
-import fastjsonschema
 
 from impetus.alerts import make_alert, parse_time, utc_iso
 from impetus.detect.syslog import SyslogParseError, parse_document, security_event
 from impetus.rules import RuleBook, defaults_from
-from impetus.schemas import validator
+from impetus.schemas import document_error
 
 RULE_KINDS = {
     "brute_force": {
@@ -151,12 +150,9 @@ def rule_errors(rule: dict) -> str | None:
     """
     if not isinstance(rule, dict):
         return f"a rule must be an object, not {type(rule).__name__}"
-    try:
-        validator("rules")(rule)
-    except fastjsonschema.JsonSchemaValueException as err:
-        return f"does not match schema rules: {err.message}"
-    if rule.get("deleted"):
-        return None
+    error = document_error("rules", rule)
+    if error or rule.get("deleted"):
+        return error
     try:
         rule_params(rule["kind"], rule["params"])
     except ValueError as err:

@@ -31,10 +31,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlsplit
 
-import fastjsonschema
 
 from impetus.alerts import alert_id, make_alert
-from impetus.schemas import validator
+from impetus.schemas import document_error
 
 TOPICS = ("social.posts", "cti.posts")
 INDICATOR_TYPES = ("cve", "ipv4", "ipv6", "domain", "url", "md5", "sha1", "sha256", "email")
@@ -427,12 +426,9 @@ def rule_errors(rule: dict) -> str | None:
     """
     if not isinstance(rule, dict):
         return f"a rule must be an object, not {type(rule).__name__}"
-    try:
-        validator("rules")(rule)
-    except fastjsonschema.JsonSchemaValueException as err:
-        return f"does not match schema rules: {err.message}"
-    if rule.get("deleted"):
-        return None
+    error = document_error("rules", rule)
+    if error or rule.get("deleted"):
+        return error
     try:
         _compile_rule(rule)
     except RuleError as err:
