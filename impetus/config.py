@@ -57,6 +57,9 @@ class Settings:
     airflow_home: Path
     # Trained artefacts the streaming jobs load (built by `impetus models build`)
     models_dir: Path
+    # Keys of the keyed pseudonyms written at landing (impetus.privacy); the file is a secret.
+    # IMPETUS_PSEUDONYM_KEY (not a setting, never printed) overrides it with one key.
+    pseudonym_key_file: Path
     # Domain defaults (tenants are declared in schemas/topics.yaml)
     # sensor kind -> value above which a reading raises a threshold alert
     sensor_thresholds: dict[str, float] = field(default_factory=dict)
@@ -105,6 +108,7 @@ def _local_defaults(home: Path, var: Path) -> dict:
         "mlflow_tracking_uri": f"sqlite:///{var / 'mlflow' / 'mlflow.db'}",
         "airflow_home": var / "airflow",
         "models_dir": var / "models",
+        "pseudonym_key_file": var / "secrets" / "pseudonym.key",
         # pedestrians per hour at one counter; air quality, bacteria and noise limits with their
         # sources in impetus/detect/urban.py (DEFAULT_KIND_THRESHOLDS)
         "sensor_thresholds": {"pedestrian_count": 3000.0, "pm2_5": 55.4, "pm10": 254.0, "no2": 360.0,

@@ -10,7 +10,9 @@ column list is ever written by hand a second time:
 * :func:`privacy_tags`: the privacy tag of every field, for landing and governance.
 
 Table schemas in ``schemas/tables/`` may name ``x-source-topic``: their columns are
-the topic's fields followed by their own (landing metadata).
+the topic's fields (less those landing drops) followed by their own; ``x-include``
+names fragments in ``schemas/fragments/`` whose columns are added too (the landing
+metadata every bronze table has).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import fastjsonschema
 from impetus.config import load_settings
 
 PRIVACY_TAGS = ("none", "pseudonymise", "redact", "drop", "image")
+# fields with these tags never reach the lake
+DROPPED_TAGS = ("drop", "image")
 # Larger than any legitimate event of the schemas; frames carry their own maxLength.
 DEFAULT_MAX_PAYLOAD_BYTES = 1 << 20
 FRAME_MAX_PAYLOAD_BYTES = 12 << 20
@@ -71,14 +75,33 @@ def load_schema(name: str, directory: Path | None = None) -> dict:
         known = ", ".join(schema_names(directory) + table_names(directory))
         raise SchemaError(f"no schema named {name!r} in {directory} (known: {known})")
     table = _load(str(table_file))
+    own = {}
+    required = []
+    for fragment in table.get("x-include", []):
+        part = _load(str(directory / "fragments" / f"{fragment}.json"))
+        own.update(part.get("properties", {}))
+        required += part.get("required", [])
+    own.update(table.get("properties", {}))
+    required += table.get("required", [])
     source = table.get("x-source-topic")
-    if not source:
-        return table
-    topic = load_schema(source, directory)
+    topic = kept_fields(load_schema(source, directory)) if source else {"properties": {}, "required": []}
     merged = dict(table)
-    merged["properties"] = {**topic["properties"], **table.get("properties", {})}
-    merged["required"] = list(topic.get("required", [])) + list(table.get("required", []))
+    merged["properties"] = {**topic["properties"], **own}
+    merged["required"] = list(dict.fromkeys(list(topic.get("required", [])) + required))
     return merged
+
+
+def kept_fields(schema: dict) -> dict:
+    """``schema`` without the fields that landing drops (tags in :data:`DROPPED_TAGS`)."""
+    properties = {}
+    for name, prop in schema.get("properties", {}).items():
+        if prop.get("x-privacy") in DROPPED_TAGS:
+            continue
+        if "properties" in prop:
+            prop = {**prop, **kept_fields(prop)}
+        properties[name] = prop
+    return {**schema, "properties": properties,
+            "required": [r for r in schema.get("required", []) if r in properties]}
 
 
 # --------------------------------------------------------------------------- fields and privacy

@@ -85,6 +85,13 @@ def tenants(settings: Settings) -> list[str]:
     return load_topics(settings.schemas_dir)[0]
 
 
+def tenant_timezones(settings: Settings) -> dict[str, str]:
+    """IANA time zone of each tenant (``timezones`` in topics.yaml; UTC when not declared)."""
+    spec = yaml.safe_load((settings.schemas_dir / "topics.yaml").read_text(encoding="utf-8"))
+    zones = spec.get("timezones") or {}
+    return {tenant: zones.get(tenant, "UTC") for tenant in spec.get("tenants", [])}
+
+
 def admin_client(settings: Settings, timeout_ms: int = 10_000):
     from kafka import KafkaAdminClient
 

@@ -295,7 +295,8 @@ def parse_document(document: dict, tz: str | tzinfo | None = None) -> dict:
 
 # --------------------------------------------------------------------------- security events
 
-_IP = r"(?P<ip>[0-9A-Fa-f:.]+)"
+# a pseudonym where the lake has treated the line (impetus.privacy)
+_IP = r"(?P<ip>[0-9A-Fa-f:.]+|ps_[0-9a-f]{20})"
 _PORT = r"port (?P<port>\d+)"
 _SSH_PATTERNS = (
     ("auth_failure", re.compile(
