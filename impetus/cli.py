@@ -8,6 +8,9 @@
                                           runtime detection rules (the compacted `rules` topic)
     impetus models build urban-baseline | flow-anomaly
                                           train what the streaming jobs load
+    impetus lake build | land | silver | gold | optimize | tables | catalogue | keygen
+                                          the Delta lake: anonymised landing, bronze/silver/gold
+    impetus sql "SELECT ..."              Spark SQL over every lake table (bronze.x, silver.x, gold.x)
     impetus demo                          the main run, end to end
     impetus config                        the effective settings
     impetus schemas check                 every schema: privacy tags, examples valid
@@ -92,7 +95,7 @@ def _cmd_replay(args, settings) -> int:
 
     documents = sensors.readings(args.start, args.end, tenant=args.tenant)
     result = replay(settings, args.topic, documents, key=lambda d: d["sensor_id"], limit=args.limit,
-                    speedup=args.speedup, progress=not args.quiet)
+                    speedup=args.speedup, progress=not args.quiet, stamp=args.stamp)
     print(f"sent {result.sent} readings to {result.topic} in {result.seconds:.1f} s ({result.rate:.0f} ev/s); "
           f"event time {result.first_event_time} .. {result.last_event_time}")
     return 0
@@ -231,6 +234,95 @@ def _cmd_demo(args, settings) -> int:
     return 0
 
 
+def _sources(items: list[str]) -> dict[str, str]:
+    sources = {}
+    for item in items:
+        table, sep, topics = item.partition("=")
+        if not sep or not topics:
+            raise ConfigError(f"--source {item!r}: expected TABLE=TOPIC[,TOPIC]")
+        sources[table] = topics
+    return sources
+
+
+def _cmd_lake(args, settings) -> int:
+    from impetus import lake
+    from impetus.landing import land
+
+    if args.action == "keygen":
+        from impetus.privacy import write_key_file
+
+        key = write_key_file(settings.pseudonym_key_file, rotate=args.rotate)
+        print(f"{'added' if args.rotate else 'wrote'} pseudonymisation key {key} to {settings.pseudonym_key_file} "
+              f"(mode 600; keep it secret and backed up; see docs/lakehouse.md, 'Keys')")
+        return 0
+    if args.action == "tables":
+        rows = lake.describe_tables(settings)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        print(f"{'table':<26} {'version':>7} {'files':>6} {'rows':>10} {'MB':>8}")
+        for row in rows:
+            if row["exists"]:
+                print(f"{row['table']:<26} {row['version']:>7} {row['files']:>6} {row['rows']:>10} "
+                      f"{row['bytes'] / 1e6:>8.2f}")
+            else:
+                print(f"{row['table']:<26} {'-':>7} {'-':>6} {'-':>10} {'-':>8}  not built yet")
+        return 0
+    if args.action == "catalogue":
+        from impetus.access import catalogue_markdown
+
+        text = catalogue_markdown(settings)
+        if args.out:
+            from pathlib import Path
+
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(text, encoding="utf-8")
+            print(f"catalogue written to {args.out}")
+        else:
+            print(text)
+        return 0
+    result = {}
+    tables = args.table or None
+    if args.action in ("land", "build"):
+        result["landing"] = land(settings, tables if args.action == "land" else None,
+                                 sources=_sources(args.source), max_per_batch=args.max_per_batch)
+    if args.action in ("silver", "build"):
+        result["silver"] = lake.build_silver(settings, tables if args.action == "silver" else None)
+    if args.action in ("gold", "build"):
+        result["gold"] = lake.build_gold(settings, tables if args.action == "gold" else None)
+    if args.action == "optimize":
+        result["optimize"] = lake.optimize(settings, tables, target_file_mb=args.target_file_mb)
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def _cmd_sql(args, settings) -> int:
+    from impetus.lake import register_tables
+    from impetus.spark import spark_session
+
+    query = args.query if args.query != "-" else sys.stdin.read()
+    spark = spark_session(settings, "impetus-sql")
+    registered = register_tables(spark, settings)
+    if not registered:
+        print("the lake has no tables yet: run `impetus lake build` (or `impetus demo`) first", file=sys.stderr)
+        return 1
+    frame = spark.sql(query)
+    if args.format == "table":
+        frame.show(args.limit, truncate=False)
+        return 0
+    rows = [row.asDict(recursive=True) for row in frame.limit(args.limit).collect()]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2, default=str))
+    else:
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=frame.columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return 0
+
+
 def _cmd_config(args, settings) -> int:
     for name, value in describe(settings):
         print(f"{name:<30} {value}")
@@ -281,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="event-time speed-up: 3600 plays an hour per second; 0 (default) sends at full speed")
     sensors.add_argument("--topic", default="sensors.readings", help="target topic (default %(default)s)")
     sensors.add_argument("--tenant", default="auckland", help="tenant stamped on readings (default %(default)s)")
+    sensors.add_argument("--stamp", choices=("event", "now"), default="event",
+                         help="record timestamp: the event time (default; what the streaming jobs need) or the "
+                              "time of sending (history for the lake: --topic sensors.history --stamp now)")
     sensors.add_argument("--quiet", action="store_true", help="no progress bar")
     sensors.set_defaults(run=_cmd_replay)
     for feed, helptext, seed in (("cyber", "synthetic labelled syslog lines and network flows (brute force, port "
@@ -335,6 +430,36 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_argument("--rules-topic", default="rules", help="topic (default %(default)s)")
     rules.set_defaults(run=_cmd_rules)
 
+    lake = commands.add_parser(
+        "lake", help="the Delta lake: landing, silver, gold, maintenance, catalogue",
+        description="build: land every topic in bronze (anonymised), then silver, then gold, in one Spark session.\n"
+                    "land | silver | gold: one step (--table to limit it). optimize: compact files and Z-order.\n"
+                    "tables: what is built (rows, files, size; no Spark). catalogue: the table catalogue from the\n"
+                    "schemas (Markdown). keygen: create the pseudonymisation key file (--rotate adds a new key).",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    lake.add_argument("action", choices=("build", "land", "silver", "gold", "optimize", "tables", "catalogue",
+                                         "keygen"))
+    lake.add_argument("--table", action="append", help="only this table (repeatable)")
+    lake.add_argument("--source", action="append", default=[], metavar="TABLE=TOPIC[,TOPIC]",
+                      help="land TABLE from these topics instead of its declared ones (same schema)")
+    lake.add_argument("--max-per-batch", type=int, default=200_000, help="landing: messages per micro-batch")
+    lake.add_argument("--target-file-mb", type=int, default=128, help="optimize: target file size (MB)")
+    lake.add_argument("--rotate", action="store_true", help="keygen: put a new key in front of the old ones")
+    lake.add_argument("--out", help="catalogue: write to this file instead of printing")
+    lake.add_argument("--json", action="store_true", help="print the result as JSON")
+    lake.set_defaults(run=_cmd_lake)
+
+    sql = commands.add_parser("sql", help="Spark SQL over the lake tables",
+                              description="Run a Spark SQL query over every built lake table, named "
+                                          "<layer>.<table> (e.g. gold.area_hourly). `-` reads the query from stdin.\n"
+                                          "  impetus sql \"SELECT area, sum(value_sum) FROM gold.area_hourly "
+                                          "GROUP BY area ORDER BY 2 DESC\"",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    sql.add_argument("query", help="the query, or - for stdin")
+    sql.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output (default table)")
+    sql.add_argument("--limit", type=int, default=50, help="rows shown (default %(default)s)")
+    sql.set_defaults(run=_cmd_sql)
+
     demo = commands.add_parser("demo", help="the main run end to end on real data")
     demo.add_argument("--start", default="2020-03-19", help="first local date replayed (default %(default)s)")
     demo.add_argument("--end", default="2020-03-26", help="stop before this date (default %(default)s)")
@@ -352,7 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from impetus.demo import JobFailed
+    from impetus.lake import LakeError
     from impetus.landing import LandingError
+    from impetus.privacy import PrivacyConfigError
     from impetus.rules import RuleError
     from impetus.schemas import SchemaError
     from impetus.stack import StackError
@@ -361,7 +488,8 @@ def main(argv=None) -> int:
     try:
         settings = load_settings(args.profile)
         return args.run(args, settings)
-    except (ConfigError, StackError, SchemaError, LandingError, JobFailed, RuleError) as err:
+    except (ConfigError, StackError, SchemaError, LandingError, JobFailed, RuleError, LakeError,
+            PrivacyConfigError) as err:
         print(f"impetus: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

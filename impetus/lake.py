@@ -15,6 +15,7 @@ schema files stay the truth (the catalogue and the gates are generated from them
 """
 
 
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -23,6 +24,11 @@ from impetus.schemas import load_schema, spark_schema, table_names
 from impetus.topics import tenant_timezones
 
 LAYERS = ("bronze", "silver", "gold", "quarantine")
+
+
+def progress(message: str) -> None:
+    """Progress lines go to stderr, so a job's stdout stays its JSON result."""
+    print(message, file=sys.stderr, flush=True)
 
 
 class LakeError(RuntimeError):
@@ -136,7 +142,7 @@ def silver_security_events(batch, settings: Settings):
             .select("tenant", "collector", "received_time",
                     F.to_timestamp("e.event_time").alias("event_time"),
                     *[F.col(f"e.{n}").alias(n) for n in names if n != "event_time"],
-                    F.sha2(F.col("line"), 256).alias("line_sha"), "ingested_at")
+                    F.sha2(F.col("line"), 256).alias("line_sha"), "ingested_at", "kafka_partition", "kafka_offset")
             .withColumn("event_date", F.to_date("event_time"))
             .withColumn("event_month", F.trunc(F.col("event_date"), "month")))
 
@@ -217,10 +223,13 @@ SILVER_FLOWS = (
 
 
 def _latest_per_key(frame, key: list[str], order_by: str):
+    """One row per key: the newest by ``order_by``, then by landing time, then by Kafka offset."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    window = Window.partitionBy(*key).orderBy(F.col(order_by).desc_nulls_last(), F.col("ingested_at").desc())
+    order = [F.col(order_by).desc_nulls_last(), F.col("ingested_at").desc()]
+    order += [F.col(c).desc() for c in ("kafka_partition", "kafka_offset") if c in frame.columns]
+    window = Window.partitionBy(*key).orderBy(*order)
     return frame.withColumn("_rank", F.row_number().over(window)).where("_rank = 1").drop("_rank")
 
 
@@ -234,7 +243,6 @@ def merge_into(spark, path: str, rows, qualified: str, order_by: str, keep_colum
 
     schema = declared(qualified)
     key = schema["x-key"]
-    rows = _latest_per_key(rows, key, order_by)
     if not table_exists(spark, path):
         (rows.write.format("delta").mode("errorifexists").partitionBy(*schema.get("x-partition-by", []))
          .save(path))
@@ -274,7 +282,7 @@ def _apply_feedback(spark, settings: Settings, feedback_rows=None) -> None:
      .execute())
 
 
-def build_silver(settings: Settings, names: list[str] | None = None, log=print) -> list[dict]:
+def build_silver(settings: Settings, names: list[str] | None = None, log=progress) -> list[dict]:
     """Bring every silver table (or those named) up to date with bronze; returns rows merged per flow."""
     from impetus.spark import spark_session
 
@@ -294,7 +302,8 @@ def build_silver(settings: Settings, names: list[str] | None = None, log=print) 
         qualified = f"silver.{flow.silver}"
 
         def write_batch(batch, batch_id: int, flow=flow, target=target, qualified=qualified, tally=tally) -> None:
-            rows = conform(flow.transform(batch, settings), qualified).cache()
+            fresh = _latest_per_key(flow.transform(batch, settings), declared(qualified)["x-key"], flow.order_by)
+            rows = conform(fresh, qualified).cache()
             try:
                 tally["rows_in"] += batch.count()
                 tally["batches"] += 1
@@ -455,7 +464,7 @@ GOLD_BUILDERS = {
 }
 
 
-def build_gold(settings: Settings, names: list[str] | None = None, log=print) -> list[dict]:
+def build_gold(settings: Settings, names: list[str] | None = None, log=progress) -> list[dict]:
     """Recompute the gold tables (or those named) from silver; returns their row counts."""
     from impetus.spark import spark_session
 
@@ -499,3 +508,60 @@ def register_tables(spark, settings: Settings) -> list[str]:
         spark.sql(f"CREATE TABLE IF NOT EXISTS {layer}.{name} USING delta LOCATION '{path}'")
         registered.append(qualified)
     return registered
+
+
+# --------------------------------------------------------------------------- maintenance
+
+def optimize(settings: Settings, names: list[str] | None = None, target_file_mb: int = 128, log=progress) -> list[dict]:
+    """Compact small files and Z-order each table by its declared common filters (``x-zorder-by``).
+
+    Landing and MERGE write many small files (one per micro-batch and partition);
+    OPTIMIZE rewrites them into files of about ``target_file_mb`` and clusters rows
+    by the Z-order columns, so filters on them (a sensor, a time range) skip files.
+    """
+    from impetus.spark import spark_session
+
+    spark = spark_session(settings, "optimize", {
+        "spark.databricks.delta.optimize.maxFileSize": str(target_file_mb * 1024 * 1024)})
+    results = []
+    for qualified in lake_tables(settings):
+        if names and qualified not in names and qualified.split(".", 1)[1] not in names:
+            continue
+        path = table_path(settings, qualified)
+        if not table_exists(spark, path):
+            continue
+        schema = declared(qualified)
+        zorder = [c for c in schema.get("x-zorder-by", []) if c not in schema.get("x-partition-by", [])]
+        statement = f"OPTIMIZE delta.`{path}`" + (f" ZORDER BY ({', '.join(zorder)})" if zorder else "")
+        metrics = spark.sql(statement).collect()[0]["metrics"]
+        result = {"table": qualified, "zorder_by": zorder, "files_removed": metrics["numFilesRemoved"],
+                  "files_added": metrics["numFilesAdded"]}
+        log(f"{qualified}: {result['files_removed']} files compacted into {result['files_added']}"
+            + (f", Z-ordered by {', '.join(zorder)}" if zorder else ""))
+        results.append(result)
+    return results
+
+
+def describe_tables(settings: Settings) -> list[dict]:
+    """Each declared table with its state on disk (read with delta-rs: no Spark needed)."""
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+    tables = []
+    for qualified in lake_tables(settings):
+        path = table_path(settings, qualified)
+        entry = {"table": qualified, "path": path, "exists": False}
+        try:
+            table = DeltaTable(path)
+        except Exception as err:  # deltalake raises TableNotFoundError, a subclass of its DeltaError
+            if "no files in log segment" in str(err).lower() or "not a delta table" in str(err).lower() \
+                    or type(err).__name__ == "TableNotFoundError":
+                tables.append(entry)
+                continue
+            raise
+        files = pa.table(table.get_add_actions(flatten=True)).to_pydict()
+        entry.update(exists=True, version=table.version(), files=len(files.get("path", [])),
+                     rows=int(sum(files.get("num_records", []) or [0])),
+                     bytes=int(sum(files.get("size_bytes", []) or [0])))
+        tables.append(entry)
+    return tables

@@ -191,9 +191,15 @@ def start_landing(spark, settings: Settings, table: BronzeTable, *, source_topic
     return writer.queryName(app_id).start()
 
 
+def progress(message: str) -> None:
+    from impetus.lake import progress as to_stderr
+
+    to_stderr(message)
+
+
 def land(settings: Settings, names: list[str] | None = None, *, sources: dict[str, str] | None = None,
          continuous: bool = False, interval: str = "10 seconds", max_per_batch: int = 200_000,
-         log=print) -> list[dict]:
+         log=progress) -> list[dict]:
     """Land the named bronze tables (default: all), one after the other in one Spark session.
 
     Returns one summary per table: messages read in this run, rows landed and

@@ -48,7 +48,10 @@ def make_producer(settings: Settings, **overrides):
 
 def replay(settings: Settings, topic: str, documents: Iterable[dict], key: Callable[[dict], str] | None = None,
            limit: int | None = None, speedup: float = 0.0, time_field: str = "event_time",
-           progress: bool = True, total: int | None = None, producer=None) -> ReplayResult:
+           progress: bool = True, total: int | None = None, producer=None, stamp: str = "event") -> ReplayResult:
+    """Send ``documents`` to ``topic``. ``stamp="event"`` makes each record's timestamp its event time
+    (what the streaming jobs need); ``stamp="now"`` leaves it to the time of sending (a backfill of
+    history for the lake, which retention would otherwise delete at once)."""
     from tqdm import tqdm
 
     own_producer = producer is None
@@ -60,13 +63,13 @@ def replay(settings: Settings, topic: str, documents: Iterable[dict], key: Calla
     first = last = None
     origin = None
     sent = 0
-    stamp = None
+    record_time = None
     try:
         for document in documents:
             event_time = document.get(time_field)
             if event_time:
                 moment = parse_time(event_time).timestamp()
-                stamp = int(moment * 1000)
+                record_time = int(moment * 1000)
             if speedup > 0 and event_time:
                 origin = origin if origin is not None else moment
                 wait = (moment - origin) / speedup - (time.monotonic() - started)
@@ -74,7 +77,7 @@ def replay(settings: Settings, topic: str, documents: Iterable[dict], key: Calla
                     time.sleep(wait)
             producer.send(topic, value=json.dumps(document).encode("utf-8"),
                           key=key(document).encode("utf-8") if key else None,
-                          timestamp_ms=stamp if event_time else None)
+                          timestamp_ms=record_time if event_time and stamp == "event" else None)
             first = first or event_time
             last = event_time
             sent += 1

@@ -4,6 +4,7 @@ and stop it again. Each test works on its own topics and tenant, so tests neithe
 see each other's messages nor depend on what earlier runs left on the broker."""
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -120,10 +121,156 @@ def scratch(broker):
 
 def run_script(script: str, *args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run a job script as its users do, with this interpreter; fail the test with its output."""
-    import os
-
     result = subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True, text=True,
                             timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})
     assert result.returncode == 0, (
         f"{script} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
     return result
+
+
+# --------------------------------------------------------------------------- a small lake built by the real jobs
+
+LAKE_KEY = "6c616b652d746573742d6b65792d6f662d33322d62797465732d2d2d2d2d2d21"  # a test secret, 32 bytes
+# Personal values planted in the lake fixture's messages; none may appear anywhere in the lake.
+PLANTED = ["203.0.113.77", "198.51.100.23", "10.1.2.3", "kari.nordmann", "olanormann", "kari.nordmann@example.no",
+           "+47 41 23 45 67", "41234567", "EL 12345", "@kari_n", "kari_n", "operator.jensen@oslo.kommune.no",
+           "049 827 1111", "Nordmann", "00:16:3e:aa:bb:cc"]
+
+
+def lake_documents(tenant: str) -> dict[str, list]:
+    """Known messages per bronze table; bytes are sent as they are (malformed ones on purpose)."""
+    def reading(sensor, value, when, area="Queen Street", lat=-36.85, lon=174.76):
+        return {"tenant": tenant, "sensor_id": sensor, "kind": "pedestrian_count", "value": value,
+                "unit": "persons/h", "event_time": when, "location": {"area": area, "lat": lat, "lon": lon},
+                "source": "test"}
+
+    sshd = "<38>May  1 10:0{s}:00 gw sshd[41{s}]: Failed password for invalid user kari.nordmann from 203.0.113.77 " \
+           "port 5221{s} ssh2"
+    alert = {"alert_id": "a-1", "class_uid": 2004, "tenant": tenant, "time": "2026-05-01T10:05:00Z",
+             "event_time": "2026-05-01T10:02:00Z", "severity": "high", "severity_id": 4, "category": "brute_force",
+             "title": "Brute force", "detector": {"kind": "rule", "name": "brute_force", "version": "r1"},
+             "entity": {"type": "ip", "id": "203.0.113.77"}, "evidence": {"failures": 5, "src": "203.0.113.77"},
+             "countermeasure": "block the source", "status": "new", "count": 1}
+    anomaly = {**alert, "alert_id": "a-2", "time": "2026-05-01T12:00:00Z", "event_time": "2026-05-01T11:00:00Z",
+               "severity": "medium", "severity_id": 3, "category": "urban_anomaly", "title": "Unusual count",
+               "detector": {"kind": "model", "name": "urban_baseline", "version": "m1"},
+               "entity": {"type": "sensor", "id": "s1"}, "evidence": {"value": 900, "expected": 300},
+               "location": {"area": "Queen Street", "lat": -36.85, "lon": 174.76}, "countermeasure": "check"}
+    return {
+        "sensors_readings": [
+            reading("s1", 100.0, "2026-05-01T10:00:00Z"),
+            reading("s1", 150.0, "2026-05-01T10:30:00Z"),
+            reading("s2", 40.0, "2026-05-01T10:00:00Z", area="Vulcan Lane", lat=-36.848, lon=174.765),
+            reading("s1", 900.0, "2026-05-01T11:00:00Z"),
+            b'{"tenant": "broken", "note": "mail kari.nordmann@example.no',          # not JSON
+            json.dumps({**reading("s3", 1.0, "2026-05-01T10:00:00Z"), "value": "many"}).encode(),  # schema
+            reading("s1", 120.0, "2026-05-01T10:30:00Z"),   # correction of s1 10:30, landed later: wins in silver
+            reading("s2", 60.0, "2026-04-01T09:00:00Z", area="Vulcan Lane", lat=-36.848, lon=174.765),  # late
+        ],
+        "security_syslog": [
+            {"tenant": tenant, "collector": "c1", "received_time": f"2026-05-01T10:0{s}:01Z", "line": sshd.format(s=s)}
+            for s in range(3)
+        ] + [
+            {"tenant": tenant, "collector": "c1", "received_time": "2026-05-01T10:05:01Z",
+             "line": "<86>May  1 10:05:00 gw sudo:   olanormann : TTY=pts/0 ; PWD=/home/olanormann ; USER=root ; "
+                     "COMMAND=/bin/ls"},
+            {"tenant": tenant, "collector": "c1", "received_time": "2026-05-01T10:06:01Z",
+             "line": "<78>May  1 10:06:00 gw CRON[99]: (root) CMD (run-parts /etc/cron.hourly)"},
+            {"tenant": tenant, "collector": "c1", "received_time": "2026-05-01T10:07:01Z",
+             "line": "<4>May  1 10:07:00 gw kernel: [UFW BLOCK] IN=eth0 OUT= MAC=00:16:3e:aa:bb:cc SRC=198.51.100.23 "
+                     "DST=10.1.2.3 PROTO=TCP SPT=4444 DPT=22"},
+        ],
+        "network_flows": [
+            {"tenant": tenant, "event_time": "2026-05-01T10:00:00Z", "src_ip": "10.1.2.3", "src_port": 50000,
+             "dst_ip": "198.51.100.23", "dst_port": 443, "protocol": "tcp", "bytes_out": 1000, "bytes_in": 5000,
+             "packets": 12, "duration_ms": 800},
+            {"tenant": tenant, "event_time": "2026-05-01T10:01:00Z", "src_ip": "198.51.100.23", "src_port": 4444,
+             "dst_ip": "10.1.2.3", "dst_port": 22, "protocol": "tcp", "bytes_out": 60, "bytes_in": 0, "packets": 1,
+             "duration_ms": 1},
+        ],
+        "social_posts": [
+            {"tenant": tenant, "post_id": "p1", "platform": "x", "author": "@kari_n",
+             "text": "Great concert tonight! Call me on +47 41 23 45 67 or mail kari.nordmann@example.no",
+             "lang": "en", "event_time": "2026-05-01T18:00:00Z"},
+            {"tenant": tenant, "post_id": "p2", "platform": "x", "author": "someone",
+             "text": "Terrible: a car EL 12345 blocks the exit, my name is Kari Nordmann", "lang": "en",
+             "event_time": "2026-05-01T19:00:00Z"},
+        ],
+        "cti_posts": [
+            {"tenant": tenant, "post_id": "c1", "source": "feed", "url": "https://cert.example.org/1",
+             "text": "Scanner at 203.0.113.77 targets CVE-2024-3094", "event_time": "2026-05-01T09:00:00Z"},
+        ],
+        "alerts": [alert, anomaly, {**alert, "time": "2026-05-01T10:20:00Z", "count": 3}],
+        "alerts_feedback": [
+            {"tenant": tenant, "alert_id": "a-1", "decision": "confirmed",
+             "operator": "operator.jensen@oslo.kommune.no", "comment": "called 049 827 1111",
+             "event_time": "2026-05-01T10:30:00Z"},
+            {"tenant": tenant, "alert_id": "a-2", "decision": "dismissed", "operator": "op-2",
+             "event_time": "2026-05-01T12:30:00Z"},
+        ],
+    }
+
+
+class Lake:
+    """A lake in a temporary folder, landed from scratch topics and built by the real jobs."""
+
+    def __init__(self, settings, root: Path):
+        from kafka.admin import NewTopic
+
+        from impetus.landing import bronze_tables
+
+        self.root = root
+        self.tenant = f"t{uuid.uuid4().hex[:10]}"
+        self.env = {"IMPETUS_LAKE_URI": (root / "lake").as_uri(), "IMPETUS_CHECKPOINT_URI": (root / "chk").as_uri(),
+                    "IMPETUS_PSEUDONYM_KEY": LAKE_KEY}
+        self.settings = load_settings(env={**os.environ, **self.env})
+        self.documents = lake_documents(self.tenant)
+        self.topics = {t.name: f"test.{self.tenant}.{t.name}" for t in bronze_tables(settings)}
+        admin = admin_client(settings)
+        admin.create_topics([NewTopic(n, 1, 1, topic_configs={"retention.ms": "-1"}) for n in self.topics.values()])
+        admin.close()
+        self.broker = settings
+
+    def produce(self) -> None:
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(bootstrap_servers=self.broker.kafka_bootstrap)
+        for table, docs in self.documents.items():
+            for doc in docs:
+                producer.send(self.topics[table], doc if isinstance(doc, bytes) else json.dumps(doc).encode())
+        producer.flush()
+        producer.close()
+
+    def run(self, script: str, *args: str):
+        result = run_script(script, *args, env=self.env)
+        start = min(i for i in (result.stdout.find("["), result.stdout.find("{")) if i >= 0)
+        return json.loads(result.stdout[start:])
+
+    def sources(self) -> list[str]:
+        return [f"--source={table}={topic}" for table, topic in self.topics.items()]
+
+    def land(self, *args: str) -> list[dict]:
+        return self.run("jobs/batch/land_bronze.py", *self.sources(), *args)
+
+    def rows(self, qualified: str) -> list[dict]:
+        from deltalake import DeltaTable
+
+        layer, name = qualified.split(".", 1)
+        return DeltaTable(self.settings.lake_path(layer, name)).to_pyarrow_table().to_pylist()
+
+    def drop(self) -> None:
+        admin = admin_client(self.broker)
+        admin.delete_topics(list(self.topics.values()))
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def lake(broker, tmp_path_factory):
+    """Known messages (with planted personal values and malformed ones) landed, silver and gold built."""
+    built = Lake(broker, tmp_path_factory.mktemp("lake"))
+    built.produce()
+    # land, silver and gold in one Spark session (`impetus lake build`), as the demo does
+    result = built.run("impetus/cli.py", "lake", "build", "--json", *built.sources())
+    built.landing, built.silver, built.gold = result["landing"], result["silver"], result["gold"]
+    yield built
+    built.drop()
