@@ -23,7 +23,7 @@ from impetus.config import Settings
 from impetus.schemas import load_schema, spark_schema, table_names
 from impetus.topics import tenant_timezones
 
-LAYERS = ("bronze", "silver", "gold", "quarantine")
+LAYERS = ("bronze", "silver", "gold", "quarantine", "audit")
 
 
 def progress(message: str) -> None:
@@ -387,6 +387,18 @@ def gold_area_hourly(spark, settings: Settings):
             .withColumn("event_month", F.trunc(F.to_date("hour"), "month")))
 
 
+def gold_area_profile(spark, settings: Settings):
+    from pyspark.sql import functions as F
+
+    hourly = gold_area_hourly(spark, settings)
+    if hourly is None:
+        return None
+    return (hourly.groupBy("tenant", "area", "kind", "hour_of_week")
+            .agg(F.count("*").alias("hours"), F.avg("value_sum").alias("mean"),
+                 F.percentile("value_sum", 0.5).alias("median"), F.percentile("value_sum", 0.1).alias("p10"),
+                 F.percentile("value_sum", 0.9).alias("p90"), F.avg("lat").alias("lat"), F.avg("lon").alias("lon")))
+
+
 def gold_alert_counts(spark, settings: Settings):
     from pyspark.sql import functions as F
 
@@ -457,6 +469,7 @@ GOLD_BUILDERS = {
     "sensor_hourly": gold_sensor_hourly,
     "sensor_profile": gold_sensor_profile,
     "area_hourly": gold_area_hourly,
+    "area_profile": gold_area_profile,
     "alert_counts": gold_alert_counts,
     "rule_feedback": gold_rule_feedback,
     "flow_features": gold_flow_features,

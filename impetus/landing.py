@@ -156,7 +156,8 @@ def start_landing(spark, settings: Settings, table: BronzeTable, *, source_topic
     quarantine = settings.lake_path("quarantine", QUARANTINE_TABLE)
     app_id = f"impetus-land-{table.name}"
     counts = tally if tally is not None else {}
-    counts.update({"messages_in": 0, "landed": 0, "quarantined": 0, "batches": 0})
+    for name in ("messages_in", "landed", "quarantined", "batches"):
+        counts.setdefault(name, 0)  # kept when a query is started again within one run
 
     stream = (spark.readStream.format("kafka")
               .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
@@ -191,6 +192,18 @@ def start_landing(spark, settings: Settings, table: BronzeTable, *, source_topic
     return writer.queryName(app_id).start()
 
 
+# Spark 4.1.1 (SPARK-57438, fixed upstream): when a query resumes a micro-batch that an interrupted run
+# had planned but not committed, the Kafka source's progress metrics throw a NullPointerException
+# after the batch has been written and committed. Starting the query again goes on from the commit.
+RESUME_ATTEMPTS = 3
+
+
+def _is_resume_metrics_bug(err: Exception) -> bool:
+    text = str(err)
+    return "KafkaMicroBatchStream" in text and "NullPointerException" in text or (
+        "Option.get()" in text and "is null" in text)
+
+
 def progress(message: str) -> None:
     from impetus.lake import progress as to_stderr
 
@@ -218,9 +231,17 @@ def land(settings: Settings, names: list[str] | None = None, *, sources: dict[st
         tally: dict = {}
         topics = redirected.get(table.name, list(table.topics))
         log(f"landing {', '.join(topics)} -> bronze.{table.name}")
-        query = start_landing(spark, settings, table, source_topics=topics,
-                              continuous=continuous, interval=interval, max_per_batch=max_per_batch, tally=tally)
-        query.awaitTermination()
+        for attempt in range(1, RESUME_ATTEMPTS + 1):
+            query = start_landing(spark, settings, table, source_topics=topics, continuous=continuous,
+                                  interval=interval, max_per_batch=max_per_batch, tally=tally)
+            try:
+                query.awaitTermination()
+                break
+            except Exception as err:
+                if not _is_resume_metrics_bug(err) or attempt == RESUME_ATTEMPTS:
+                    raise
+                log(f"    bronze.{table.name}: the batch left over from an interrupted run was landed; Spark 4.1.1 "
+                    f"then fails reporting its Kafka metrics (SPARK-57438); starting again from the checkpoint")
         runs.append((table, query, tally))
     quarantine = settings.lake_path("quarantine", QUARANTINE_TABLE)
     summaries = []
