@@ -42,7 +42,7 @@ demo: setup
 test: setup
 	@infra/scripts/run-tests.sh
 
-test-unit: env
+test-unit: env jars
 	$(BIN)/flake8
 	$(BIN)/pytest -m "not integration" -q
 
