@@ -32,6 +32,7 @@ _BUILDERS = {
     "quarantine": "python jobs/batch/land_bronze.py",
     "silver": "python jobs/batch/build_silver.py --table {name}",
     "gold": "python jobs/batch/build_gold.py --table {name}",
+    "audit": "the governance jobs that append to it (docs/governance.md)",
 }
 _SCALAR_TYPES = {"number": "double", "integer": "bigint", "boolean": "boolean", "null": "void"}
 

@@ -5,11 +5,13 @@ replays a week of the Auckland pedestrian counts (by default the week New Zealan
 went into its COVID-19 lockdown in March 2020, shifted to the present) plus a few
 deliberately malformed messages into ``sensors.readings``, runs the Flink
 urban-anomaly job over it; replays two hours of labelled synthetic syslog, flows,
-posts and CTI items and runs the cyber and text jobs over them; lands the readings
-in Delta bronze with Spark; and reports what came out: events in, alerts out by
-category (a few shown, with their countermeasures), precision and recall against the
-synthetic ground truth, dead letters with their reasons, the job's own accounting,
-and the Delta table's rows and location.
+posts and CTI items and runs the cyber and text jobs over them; then builds the lake:
+the first time, two years of Auckland history (2019-2020) go to ``sensors.history``;
+every topic is landed in Delta bronze (anonymised), silver and gold are built, and the
+historical report (hot spots, trends, before/after the 2020 lockdown) is written. It
+reports what came out: events in, alerts out by category (a few shown, with their
+countermeasures), precision and recall against the synthetic ground truth, dead letters
+with their reasons, the job's own accounting, the lake's tables and the report.
 """
 
 from __future__ import annotations
@@ -48,17 +50,30 @@ class DemoOptions:
     start: str = "2020-03-19"
     end: str = "2020-03-26"
     limit: int | None = None
+    # history landed once for the lake's analyses (local dates, end exclusive)
+    history_start: str = "2019-01-01"
+    history_end: str = "2021-01-01"
 
 
-def run_job(settings: Settings, script: str, args: list[str], log_name: str, say=print) -> float:
-    """Run a job script with this interpreter, logging to var/logs; returns seconds taken."""
+def run_job(settings: Settings, script: str, args: list[str], log_name: str, say=print,
+            capture: dict | None = None) -> float:
+    """Run a job script with this interpreter, logging to var/logs; returns seconds taken.
+
+    With ``capture``, the job's stdout (its JSON result) is kept in ``capture["stdout"]``
+    and only its stderr goes to the log.
+    """
     log_dir = settings.var_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{log_name}.log"
     started = time.monotonic()
     with open(log_path, "w") as log:
-        result = subprocess.run([sys.executable, str(settings.home / script), *args], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=settings.home)
+        result = subprocess.run([sys.executable, str(settings.home / script), *args],
+                                stdout=subprocess.PIPE if capture is not None else log,
+                                stderr=log if capture is not None else subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=settings.home,
+                                text=capture is not None)
+    if capture is not None:
+        capture["stdout"] = result.stdout
     took = time.monotonic() - started
     if result.returncode != 0:
         tail = "\n".join(Path(log_path).read_text(errors="replace").splitlines()[-30:])
@@ -70,7 +85,7 @@ def run_job(settings: Settings, script: str, args: list[str], log_name: str, say
 def run(settings: Settings, options: DemoOptions, say=print) -> dict:
     from impetus import stack
 
-    say("1/5  starting the local stack")
+    say("1/6  starting the local stack")
     stack.up(settings, log=lambda m: say(f"    {m}"))
     baseline = settings.model_path("urban_baseline") / "baseline.json"
     if not baseline.is_file():
@@ -87,7 +102,7 @@ def run(settings: Settings, options: DemoOptions, say=print) -> dict:
     run_id = f"demo-{int(time.time())}"
 
     weeks = sensor_replay.weeks_to_present(options.end)
-    say(f"2/5  replaying Auckland pedestrian counts {options.start} .. {options.end} into {TOPIC}, "
+    say(f"2/6  replaying Auckland pedestrian counts {options.start} .. {options.end} into {TOPIC}, "
         f"shifted {weeks} weeks to the present")
     producer = make_producer(settings)
     result = replay(settings, TOPIC, sensor_replay.readings(options.start, options.end, shift_weeks=weeks),
@@ -100,7 +115,7 @@ def run(settings: Settings, options: DemoOptions, say=print) -> dict:
     say(f"    sent {result.sent} readings ({result.first_event_time} .. {result.last_event_time}) "
         f"and {len(MALFORMED)} malformed messages, {result.rate:.0f} ev/s")
 
-    say("3/5  Flink: urban_anomalies (bounded run over what was just sent)")
+    say("3/6  Flink: urban_anomalies (bounded run over what was just sent)")
     offsets = ",".join(f"{p}:{o}" for p, o in sorted(readings_before.items()))
     flink_s = run_job(settings, "jobs/streaming/urban_anomalies.py",
                       ["--bounded", "--start-offsets", f"{TOPIC}={offsets}", "--group-id", "impetus-demo",
@@ -112,20 +127,64 @@ def run(settings: Settings, options: DemoOptions, say=print) -> dict:
 
     synthetic = run_synthetic(settings, say)
 
-    say("5/5  Spark: landing sensors.readings in Delta bronze")
-    landed_before = _read_landing_counts(settings)
-    spark_s = run_job(settings, "jobs/batch/land_bronze.py", ["--topic", TOPIC], "demo-land_bronze", say)
-    landing = _read_landing_counts(settings)
-    landing["bronze_added"] = landing["bronze_rows"] - landed_before["bronze_rows"]
-    landing["quarantine_added"] = landing["quarantine_rows"] - landed_before["quarantine_rows"]
-
+    lake = run_lake(settings, options, say)
+    sensors_in = _landed_since(settings, TOPIC, readings_before)
     summary = {"events_in": sent, "readings": result.sent, "malformed": len(MALFORMED),
                "alerts": len(alerts), "dead_letters": len(dead), "accounting": counts,
                "alerts_by_category": dict(Counter(a["category"] for a in alerts).most_common()),
-               "flink_seconds": round(flink_s, 1), "spark_seconds": round(spark_s, 1), **landing,
+               "flink_seconds": round(flink_s, 1), "lake": lake, "sensors_landing": sensors_in,
                "alert_topic": alert_topic(tenant), "dlq_topic": dlq_topic(TOPIC), "synthetic": synthetic}
     _print_summary(summary, alerts, dead, settings, say)
     return summary
+
+
+def run_lake(settings: Settings, options: DemoOptions, say=print) -> dict:
+    """Step 6: history backfill (once), landing of every topic, silver, gold and the historical report."""
+    marker = settings.var_dir / "replay" / f"history-{options.history_start}-{options.history_end}.sent"
+    history = 0
+    if not marker.is_file():
+        say(f"6/6  lake: sending Auckland history {options.history_start} .. {options.history_end} to sensors.history "
+            "(first run only)")
+        sent = replay(settings, "sensors.history",
+                      sensor_replay.readings(options.history_start, options.history_end),
+                      key=lambda d: d["sensor_id"], stamp="now")
+        history = sent.sent
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"sent": history}))
+    else:
+        say("6/6  lake (history already sent by an earlier run)")
+    say("    Spark: land every topic in bronze (anonymised), then silver, then gold (impetus lake build)")
+    outcome: dict = {}
+    took = run_job(settings, "impetus/cli.py", ["lake", "build", "--json"], "demo-lake_build", say,
+                   capture=outcome)
+    lake = json.loads(outcome["stdout"])
+    say("    historical report (jobs/batch/historical_report.py)")
+    report: dict = {}
+    took += run_job(settings, "jobs/batch/historical_report.py", [], "demo-historical_report", say, capture=report)
+    lake["report"] = _last_json(report["stdout"])
+    lake["history_sent"] = history
+    lake["seconds"] = round(took, 1)
+    return lake
+
+
+def _landed_since(settings: Settings, topic: str, since: dict[int, int]) -> dict:
+    """Rows of ``topic`` from offsets ``since`` on, in bronze and in quarantine (read with delta-rs)."""
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
+
+    counts = {}
+    for name, table in (("landed", settings.lake_path("bronze", "sensors_readings")),
+                        ("quarantined", settings.lake_path("quarantine", "landing"))):
+        rows = DeltaTable(table).to_pyarrow_table(columns=["kafka_topic", "kafka_partition", "kafka_offset"])
+        rows = rows.filter(pc.equal(rows["kafka_topic"], topic))
+        counts[name] = sum(1 for p, o in zip(rows["kafka_partition"].to_pylist(), rows["kafka_offset"].to_pylist())
+                           if o >= since.get(p, 0))
+    return counts
+
+
+def _last_json(text: str):
+    start = text.find("{")
+    return json.loads(text[start:]) if start >= 0 else {}
 
 
 def run_synthetic(settings: Settings, say=print) -> dict:
@@ -143,7 +202,7 @@ def run_synthetic(settings: Settings, say=print) -> dict:
     inputs = ["security.syslog", "network.flows", "social.posts", "cti.posts"]
     before = {t: end_offsets(settings, t) for t in inputs}
     alerts_before = {t: end_offsets(settings, alert_topic(t)) for t in tenants}
-    say("4/5  SYNTHETIC, labelled: 2 h of syslog, flows, posts and CTI for oslo and padova "
+    say("4/6  SYNTHETIC, labelled: 2 h of syslog, flows, posts and CTI for oslo and padova "
         "(impetus replay cyber | text)")
     cyber_feeds, episodes = synthetic.cyber_feeds(7, start, 2.0)
     text_feeds, post_truth = synthetic.text_feeds(5, start, 2.0)
@@ -175,24 +234,6 @@ def _examples(alerts: list[dict]) -> list[str]:
     return [f"[{a['severity']:<8}] {a['title']}  -> {a.get('countermeasure', '')[:70]}..." for a in shown.values()]
 
 
-def _read_landing_counts(settings: Settings) -> dict:
-    """Row counts read back with delta-rs, independently of Spark."""
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
-    bronze = settings.lake_path("bronze", "sensors_readings")
-    quarantine = settings.lake_path("quarantine", "sensors_readings")
-    counts = {}
-    for name, uri in (("bronze", bronze), ("quarantine", quarantine)):
-        try:
-            rows = DeltaTable(uri).to_pyarrow_table(columns=["kafka_offset"]).num_rows
-        except TableNotFoundError:
-            rows = 0
-        counts[f"{name}_rows"] = rows
-        counts[f"{name}_table"] = uri
-    return counts
-
-
 def _print_summary(summary: dict, alerts: list[dict], dead: list[dict], settings: Settings, say) -> None:
     say("")
     say("== impetus demo: what happened ==")
@@ -217,22 +258,37 @@ def _print_summary(summary: dict, alerts: list[dict], dead: list[dict], settings
     say(f"dead letters          {summary['dead_letters']:>8}  on {summary['dlq_topic']}")
     for letter in dead[:5]:
         say(f"    {letter['reason']}")
-    say(f"bronze rows           {summary['bronze_added']:>8}  added, {summary['bronze_rows']} in all: "
-        f"{summary['bronze_table']}")
-    say(f"quarantined rows      {summary['quarantine_added']:>8}  added, {summary['quarantine_rows']} in all: "
-        f"{summary['quarantine_table']}")
+    lake = summary["lake"]
+    say(f"lake: landed          {sum(r['landed'] for r in lake['landing']):>8}  rows in bronze this run, "
+        f"{sum(r['quarantined'] for r in lake['landing'])} quarantined with a reason "
+        f"({lake['history_sent']} history readings sent this run)")
+    for row in lake["landing"]:
+        say(f"    {row['table']:<26} +{row['landed']:<8} {row['bronze_rows']:>9} rows  "
+            f"({row['quarantined']} quarantined)")
+    for row in lake["silver"]:
+        if row.get("rows") is not None:
+            say(f"    {row['table']:<26} <- {row['from']:<24} {row['rows']:>9} rows")
+    for row in lake["gold"]:
+        if row.get("rows") is not None:
+            say(f"    {row['table']:<26} {row['rows']:>22} rows")
+    report = lake.get("report") or {}
+    if report.get("report"):
+        say(f"historical report     {report['report']}")
     counts = summary["accounting"] or {}
     say(f"Flink accounting       {counts.get('messages_in', '?'):>7}  in = {counts.get('processed', '?')} processed + "
         f"{counts.get('dead_lettered', '?')} dead-lettered ({counts.get('late', '?')} late) on jobs.accounting")
     # Flink and Spark validate independently; both must account for every message sent.
     flink_ok = (summary["dead_letters"] == summary["malformed"] and counts.get("messages_in") == summary["events_in"]
                 and counts.get("dead_lettered") == summary["malformed"])
-    spark_ok = summary["bronze_added"] + summary["quarantine_added"] == summary["events_in"]
+    sensors = summary["sensors_landing"]
+    spark_ok = (sensors["landed"] + sensors["quarantined"] == summary["events_in"]
+                and all(r["landed"] + r["quarantined"] == r["messages_in"] for r in lake["landing"]))
     say(f"reconciled            {'yes' if flink_ok and spark_ok else 'NO'}  (Flink: messages counted = events in, "
-        f"dead letters = malformed sent; Spark: bronze + quarantine added = events in)")
+        f"dead letters = malformed sent; Spark: this run's {summary['events_in']} readings = "
+        f"{sensors['landed']} in bronze + {sensors['quarantined']} quarantined, and per table landed + quarantined "
+        f"= read)")
     say("")
     say("Look further:")
     say(f"  kcat -b {settings.kafka_bootstrap} -t {summary['alert_topic']} -C -e -o -5")
-    say(f"  python -c \"from deltalake import DeltaTable; print(DeltaTable('{summary['bronze_table']}')"
-        ".to_pandas().tail())\"")
+    say("  impetus lake tables   |   impetus sql \"SELECT area, sum(value_sum) FROM gold.area_hourly GROUP BY area\"")
     say("  impetus stack status    |    impetus stack down")
