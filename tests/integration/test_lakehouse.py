@@ -12,7 +12,7 @@ from deltalake import DeltaTable
 
 from impetus.detect.flow_anomaly import FEATURES, flow_features
 
-from .conftest import LAKE_KEY, PLANTED
+from .conftest import LAKE_KEY, PLANTED, run_script
 
 
 def ps(value: str) -> str:
@@ -122,6 +122,9 @@ def test_gold_aggregates(lake):
                for r in lake.rows("gold.sensor_profile")}
     assert profile == {("s1", 106): (2, 110.0, 10.0), ("s1", 107): (1, 900.0, 0.0), ("s2", 57): (1, 60.0, 0.0),
                        ("s2", 106): (1, 40.0, 0.0)}
+    areas = {(r["area"], r["hour_of_week"]): (r["hours"], r["median"]) for r in lake.rows("gold.area_profile")}
+    assert areas == {("Queen Street", 106): (1, 220.0), ("Queen Street", 107): (1, 900.0),
+                     ("Vulcan Lane", 57): (1, 60.0), ("Vulcan Lane", 106): (1, 40.0)}
     feedback = {r["detector_name"]: (r["alerts"], r["decided"], r["confirmed"], r["dismissed"], r["confirmation_rate"])
                 for r in lake.rows("gold.rule_feedback")}
     assert feedback == {"brute_force": (1, 1, 1, 0, 1.0), "urban_baseline": (1, 1, 0, 1, 0.0)}
@@ -148,6 +151,28 @@ def test_a_second_run_lands_and_merges_nothing_new(lake):
     assert again["bronze.sensors_readings"]["bronze_rows"] == 6
     silver = lake.run("jobs/batch/build_silver.py", "--table", "sensor_readings")
     assert [(s["rows_in"], s["rows"]) for s in silver] == [(0, 5)]
+
+
+def test_sql_reads_every_layer_by_name(lake):
+    result = run_script("impetus/cli.py", "sql", "--format", "json",
+                        "SELECT s.sensor_id, count(*) AS n, max(g.value_max) AS peak FROM silver.sensor_readings s "
+                        "JOIN gold.sensor_hourly g USING (sensor_id) GROUP BY s.sensor_id ORDER BY s.sensor_id",
+                        env=lake.env)
+    assert json.loads(result.stdout[result.stdout.index("["):]) == [
+        {"sensor_id": "s1", "n": 6, "peak": 900.0}, {"sensor_id": "s2", "n": 4, "peak": 60.0}]
+
+
+def test_optimize_compacts_and_keeps_every_row(lake):
+    before = len(DeltaTable(lake.settings.lake_path("bronze", "sensors_readings")).files())
+    result = run_script("impetus/cli.py", "lake", "optimize", "--table", "bronze.sensors_readings",
+                        "--table", "silver.sensor_readings", "--json", env=lake.env)
+    done = {r["table"]: r for r in json.loads(result.stdout)["optimize"]}
+    assert done["bronze.sensors_readings"]["zorder_by"] == ["sensor_id", "event_time"]
+    after = DeltaTable(lake.settings.lake_path("bronze", "sensors_readings"))
+    assert len(after.files()) <= before
+    assert len(after.to_pyarrow_table()) == 6
+    history = [h["operation"] for h in after.history()]
+    assert history[0] == "OPTIMIZE"
 
 
 def test_lake_catalogue_names_every_table(lake):
