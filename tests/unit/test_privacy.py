@@ -30,6 +30,7 @@ def test_pseudonym_is_keyed_stable_and_shared_by_spellings_of_one_value():
     ("mail kari.nordmann@example.no today", "kari.nordmann@example.no"),
     ("from 203.0.113.7.", "203.0.113.7"),
     ("host 2001:db8::1 answered", "2001:db8::1"),
+    ("mapped ::ffff:10.0.0.1 too", "10.0.0.1"),
     ("MAC=00:16:3e:12:34:56", "00:16:3e:12:34:56"),
     ("ring +47 22 33 44 55 now", "+47 22 33 44 55"),
     ("ring 049 827 1111 now", "049 827 1111"),
