@@ -163,16 +163,15 @@ def test_sql_reads_every_layer_by_name(lake):
 
 
 def test_optimize_compacts_and_keeps_every_row(lake):
-    before = len(DeltaTable(lake.settings.lake_path("bronze", "sensors_readings")).files())
+    before = len(DeltaTable(lake.settings.lake_path("bronze", "sensors_readings")).file_uris())
     result = run_script("impetus/cli.py", "lake", "optimize", "--table", "bronze.sensors_readings",
                         "--table", "silver.sensor_readings", "--json", env=lake.env)
     done = {r["table"]: r for r in json.loads(result.stdout)["optimize"]}
     assert done["bronze.sensors_readings"]["zorder_by"] == ["sensor_id", "event_time"]
     after = DeltaTable(lake.settings.lake_path("bronze", "sensors_readings"))
-    assert len(after.files()) <= before
+    assert len(after.file_uris()) <= before
     assert len(after.to_pyarrow_table()) == 6
-    history = [h["operation"] for h in after.history()]
-    assert history[0] == "OPTIMIZE"
+    assert "OPTIMIZE" in [h["operation"] for h in after.history()]
 
 
 def test_lake_catalogue_names_every_table(lake):
