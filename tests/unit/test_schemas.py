@@ -91,7 +91,7 @@ def test_table_schema_is_topic_fields_then_landing_columns():
         "tenant", "sensor_id", "kind", "value", "unit", "event_time", "location", "source",
         "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "ingested_at", "event_date",
         "event_month", "pseudonym_key"]
-    assert table["x-retention"] == "400d"
+    assert table["x-retention"] == "3650d"  # counters, not people: kept for long trends
     assert "kafka_offset" in table["required"] and "tenant" in table["required"]
 
 
