@@ -8,8 +8,9 @@
                                           runtime detection rules (the compacted `rules` topic)
     impetus models build urban-baseline | flow-anomaly
                                           train what the streaming jobs load
-    impetus lake build | land | silver | gold | optimize | tables | catalogue | keygen
-                                          the Delta lake: anonymised landing, bronze/silver/gold
+    impetus lake build | land | silver | gold | optimize | tables | catalogue | keygen | retention | inventory
+                                          the Delta lake: anonymised landing, bronze/silver/gold, retention
+    impetus erase --subject X             remove every row of a data subject from the lake, audited
     impetus sql "SELECT ..."              Spark SQL over every lake table (bronze.x, silver.x, gold.x)
     impetus demo                          the main run, end to end
     impetus config                        the effective settings
@@ -268,16 +269,21 @@ def _cmd_lake(args, settings) -> int:
             else:
                 print(f"{row['table']:<26} {'-':>7} {'-':>6} {'-':>10} {'-':>8}  not built yet")
         return 0
-    if args.action == "catalogue":
-        from impetus.access import catalogue_markdown
+    if args.action in ("catalogue", "inventory"):
+        if args.action == "catalogue":
+            from impetus.access import catalogue_markdown
 
-        text = catalogue_markdown(settings)
+            text = catalogue_markdown(settings)
+        else:
+            from impetus.governance import inventory_html, inventory_markdown
+
+            text = (inventory_html if (args.out or "").endswith(".html") else inventory_markdown)(settings)
         if args.out:
             from pathlib import Path
 
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(text, encoding="utf-8")
-            print(f"catalogue written to {args.out}")
+            print(f"{args.action} written to {args.out}")
         else:
             print(text)
         return 0
@@ -292,8 +298,25 @@ def _cmd_lake(args, settings) -> int:
         result["gold"] = lake.build_gold(settings, tables if args.action == "gold" else None)
     if args.action == "optimize":
         result["optimize"] = lake.optimize(settings, tables, target_file_mb=args.target_file_mb)
+    if args.action == "retention":
+        from impetus.governance import enforce_retention
+
+        result["retention"] = enforce_retention(settings, now=args.now, dry_run=args.dry_run, tables=tables)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def _cmd_erase(args, settings) -> int:
+    from impetus import lake
+    from impetus.governance import erase_subject
+
+    subject = sys.stdin.readline().strip() if args.subject == "-" else args.subject
+    result = erase_subject(settings, subject, requested_by=args.requested_by, reason=args.reason)
+    if args.rebuild_gold:
+        names = [t.split(".", 1)[1] for t in result.get("gold_to_recompute", [])]
+        result["gold_rebuilt"] = lake.build_gold(settings, [n for n in names if n in lake.GOLD_BUILDERS])
+    print(json.dumps(result, indent=2, default=str))
     return 0
 
 
@@ -435,19 +458,36 @@ def build_parser() -> argparse.ArgumentParser:
         description="build: land every topic in bronze (anonymised), then silver, then gold, in one Spark session.\n"
                     "land | silver | gold: one step (--table to limit it). optimize: compact files and Z-order.\n"
                     "tables: what is built (rows, files, size; no Spark). catalogue: the table catalogue from the\n"
-                    "schemas (Markdown). keygen: create the pseudonymisation key file (--rotate adds a new key).",
+                    "schemas (Markdown). keygen: create the pseudonymisation key file (--rotate adds a new key).\n"
+                    "retention: delete rows past each table's retention, vacuum, audit (docs/governance.md).\n"
+                    "inventory: the record of processing (every topic and table, fields, treatment, purpose,\n"
+                    "retention); --out FILE.html for HTML.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     lake.add_argument("action", choices=("build", "land", "silver", "gold", "optimize", "tables", "catalogue",
-                                         "keygen"))
+                                         "keygen", "retention", "inventory"))
     lake.add_argument("--table", action="append", help="only this table (repeatable)")
     lake.add_argument("--source", action="append", default=[], metavar="TABLE=TOPIC[,TOPIC]",
                       help="land TABLE from these topics instead of its declared ones (same schema)")
     lake.add_argument("--max-per-batch", type=int, default=200_000, help="landing: messages per micro-batch")
     lake.add_argument("--target-file-mb", type=int, default=128, help="optimize: target file size (MB)")
     lake.add_argument("--rotate", action="store_true", help="keygen: put a new key in front of the old ones")
-    lake.add_argument("--out", help="catalogue: write to this file instead of printing")
+    lake.add_argument("--out", help="catalogue, inventory: write to this file instead of printing")
+    lake.add_argument("--now", help="retention: the time to measure ages from (ISO 8601; default now)")
+    lake.add_argument("--dry-run", action="store_true", help="retention: count what would be deleted")
     lake.add_argument("--json", action="store_true", help="print the result as JSON")
     lake.set_defaults(run=_cmd_lake)
+
+    erase = commands.add_parser(
+        "erase", help="erase a data subject from every lake table (right to be forgotten)",
+        description="Pseudonymise the identifier (an IP, e-mail address, user name, phone number...) with every "
+                    "key, delete each row that holds it in any lake table (columns, free text, maps), vacuum so "
+                    "no old file keeps it, and append the request to audit.erasure_requests (pseudonyms only). "
+                    "`--subject -` reads it from stdin so it stays out of the shell history.")
+    erase.add_argument("--subject", required=True, help="the identifier, or - for stdin")
+    erase.add_argument("--requested-by", help="who asked (stored pseudonymised)")
+    erase.add_argument("--reason", help="why (stored redacted)")
+    erase.add_argument("--rebuild-gold", action="store_true", help="recompute the gold tables built from erased rows")
+    erase.set_defaults(run=_cmd_erase)
 
     sql = commands.add_parser("sql", help="Spark SQL over the lake tables",
                               description="Run a Spark SQL query over every built lake table, named "
@@ -477,6 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from impetus.demo import JobFailed
+    from impetus.governance import GovernanceError
     from impetus.lake import LakeError
     from impetus.landing import LandingError
     from impetus.privacy import PrivacyConfigError
@@ -489,7 +530,7 @@ def main(argv=None) -> int:
         settings = load_settings(args.profile)
         return args.run(args, settings)
     except (ConfigError, StackError, SchemaError, LandingError, JobFailed, RuleError, LakeError,
-            PrivacyConfigError) as err:
+            PrivacyConfigError, GovernanceError) as err:
         print(f"impetus: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
