@@ -367,7 +367,9 @@ def gold_sensor_profile(spark, settings: Settings):
         F.percentile("value", 0.5).alias("median"), F.percentile("value", 0.1).alias("p10"),
         F.percentile("value", 0.9).alias("p90"), F.min("event_time").alias("first_time"),
         F.max("event_time").alias("last_time"))
-    mad = (readings.join(stats.select(*cell, "median"), cell)
+    # a sort-merge join: from Delta's compressed size Spark can take the readings for the small side
+    # and try to broadcast them (out of driver memory at 10M rows, bench/lakehouse.py)
+    mad = (readings.join(stats.select(*cell, "median").hint("merge"), cell)
            .groupBy(*cell).agg(F.percentile(F.abs(F.col("value") - F.col("median")), 0.5).alias("mad")))
     return stats.join(mad, cell)
 
