@@ -16,10 +16,12 @@ Three parts, each against its own temporary lake under /tmp (removed at the end)
   lake's ``gold_area_hourly`` / ``gold_sensor_profile`` and Spark SQL) and on DuckDB (SQL over the
   same Delta table read with delta-rs as an Arrow dataset), each engine in one process of its own
   that queries the tables smallest first; the results of the two engines are compared row by row.
+  Spark also runs the profile with broadcast joins off (``sensor_profile_no_broadcast``).
 - **memory**: the sensor profile (median and MAD per sensor and hour of week) of the largest table
   under one cap on resident memory (the run's process group is killed above it, as a container's
   limit would): pandas (deltalake -> pandas -> groupby; the whole table, and only the columns it
-  needs), Spark at ``IMPETUS_SPARK_DRIVER_MEMORY=1g`` and DuckDB at ``memory_limit='1GB'``. pandas
+  needs), Spark at ``IMPETUS_SPARK_DRIVER_MEMORY=1g`` (as the lake plans it, and with broadcast joins
+  off) and DuckDB (its default ``memory_limit``, and ``'1GB'``). pandas
   is also run without a cap (what it needs) and under an address-space limit (``RLIMIT_AS``), the
   in-process way, which a JVM cannot start under (tried too).
 
@@ -28,7 +30,7 @@ driver, JVM, Python workers). Figures are ratios within one run on one machine, 
 Results go to bench/results/lakehouse-<timestamp>.json (and a PNG chart next to it); BENCHMARKS.md
 holds the command and the tables of a run.
 
-    .venv/bin/python bench/lakehouse.py                      # full run (30-60 minutes on 2 cores)
+    .venv/bin/python bench/lakehouse.py                      # full run (~16 min on 2 idle cores)
     .venv/bin/python bench/lakehouse.py --parts landing      # one part (each under about 20 minutes)
     .venv/bin/python bench/lakehouse.py --quick              # small sizes
     .venv/bin/python bench/lakehouse.py --parts queries --rows 1000000
@@ -522,8 +524,9 @@ QUERIES = {
                        "what": "n, mean, median, p10, p90, MAD per sensor and hour of week (gold.sensor_profile)"},
     "friday_top": {"keys": ["tenant", "area"], "ordered": True,
                    "what": f"top 10 areas by people on Friday nights in {TOP_YEAR}"},
-    # gold_sensor_profile's two joins are planned as broadcast joins; the variant turns them into shuffle joins
-    # (Spark only; DuckDB's sensor_profile result is its reference)
+    # gold_sensor_profile's joins may be planned as broadcast joins (one of them, since made a sort-merge join,
+    # ran Spark out of memory at 10M rows); this variant turns broadcasting off (Spark only; DuckDB's
+    # sensor_profile result is its reference)
     "sensor_profile_no_broadcast": {"keys": PROFILE_CELL, "ordered": False, "duckdb": "sensor_profile",
                                     "spark_conf": {"spark.sql.autoBroadcastJoinThreshold": "-1"},
                                     "what": "sensor_profile with spark.sql.autoBroadcastJoinThreshold=-1"},
@@ -942,7 +945,7 @@ def chart(results: dict, path: Path) -> None:
     panels = [p for p in (land, query) if p]
     if not panels:
         return
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.2), squeeze=False)
     axes = list(axes[0])
     if land:
         ax = axes.pop(0)
@@ -950,7 +953,7 @@ def chart(results: dict, path: Path) -> None:
             xs = [e["events"] for e in land["runs"]]
             ax.plot(xs, [e[variant]["land_s"] for e in land["runs"]], "o-", label=label)
         ax.set_xlabel("events landed")
-        ax.set_ylabel("seconds (start-up excluded)")
+        ax.set_ylabel("seconds (Spark session start excluded)")
         ax.set_title("Landing into bronze")
         ax.legend(fontsize=8)
     if query:
@@ -960,13 +963,13 @@ def chart(results: dict, path: Path) -> None:
             for name, spec in QUERIES.items():
                 if entry["same"][name] is None:
                     continue
-                labels.append(f"{name.replace('_no_broadcast', ' (no bc)')}\n{entry['rows'] / 1e6:g}M")
+                labels.append(f"{name.replace('_no_broadcast', ', no broadcast')} {entry['rows'] / 1e6:g}M")
                 spark.append(min(entry["engines"]["spark"][name]["seconds"]))
                 duck.append(min(entry["engines"]["duckdb"][spec.get("duckdb", name)]["seconds"]))
         xs = range(len(labels))
         ax.bar([x - 0.2 for x in xs], spark, 0.4, label="Spark")
         ax.bar([x + 0.2 for x in xs], duck, 0.4, label="DuckDB")
-        ax.set_xticks(list(xs), labels, fontsize=7)
+        ax.set_xticks(list(xs), labels, fontsize=7, rotation=35, ha="right")
         ax.set_yscale("log")
         ax.set_ylabel("seconds (best of runs)")
         ax.set_title("Analysis queries over the same Delta table")
