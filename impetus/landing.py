@@ -18,6 +18,7 @@ batch replayed after a crash is skipped by the table it already reached.
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 
 from impetus.config import Settings
 from impetus.schemas import PayloadRejected, check_payload, load_schema, spark_schema, table_names
@@ -84,6 +85,13 @@ def _derived_fields(event_schema: str, document: dict) -> dict:
     return {}
 
 
+@lru_cache(maxsize=None)
+def _event_schema(name: str) -> dict:
+    # looked up once per process: load_schema() without a folder reads the settings each call,
+    # most of the time a message took (bench/lakehouse.py)
+    return load_schema(name)
+
+
 def treat_payload(event_schema: str, payload: bytes | None, key: bytes) -> tuple[str | None, str | None, str | None]:
     """``(treated JSON, None, None)`` for a valid message, ``(None, reason, redacted excerpt)`` otherwise."""
     from impetus.privacy import redact_text, treat_document
@@ -93,7 +101,7 @@ def treat_payload(event_schema: str, payload: bytes | None, key: bytes) -> tuple
     except PayloadRejected as err:
         text = bytes(payload or b"")[:PAYLOAD_EXCERPT].decode("utf-8", errors="replace")
         return None, str(err), redact_text(text, key)
-    treated = treat_document(load_schema(event_schema), document, key, topic=event_schema)
+    treated = treat_document(_event_schema(event_schema), document, key, topic=event_schema)
     treated.update(_derived_fields(event_schema, document))
     return json.dumps(treated, ensure_ascii=False), None, None
 
