@@ -235,19 +235,9 @@ def _cmd_demo(args, settings) -> int:
     return 0
 
 
-def _sources(items: list[str]) -> dict[str, str]:
-    sources = {}
-    for item in items:
-        table, sep, topics = item.partition("=")
-        if not sep or not topics:
-            raise ConfigError(f"--source {item!r}: expected TABLE=TOPIC[,TOPIC]")
-        sources[table] = topics
-    return sources
-
-
 def _cmd_lake(args, settings) -> int:
     from impetus import lake
-    from impetus.landing import land
+    from impetus.landing import land, parse_sources
 
     if args.action == "keygen":
         from impetus.privacy import write_key_file
@@ -291,7 +281,7 @@ def _cmd_lake(args, settings) -> int:
     tables = args.table or None
     if args.action in ("land", "build"):
         result["landing"] = land(settings, tables if args.action == "land" else None,
-                                 sources=_sources(args.source), max_per_batch=args.max_per_batch)
+                                 sources=parse_sources(args.source), max_per_batch=args.max_per_batch)
     if args.action in ("silver", "build"):
         result["silver"] = lake.build_silver(settings, tables if args.action == "silver" else None)
     if args.action in ("gold", "build"):

@@ -265,15 +265,18 @@ def merge_into(spark, path: str, rows, qualified: str, order_by: str, keep_colum
      .execute())
 
 
-def _apply_feedback(spark, settings: Settings, feedback_rows=None) -> None:
-    """Copy decisions from silver.alert_feedback onto silver.alerts (all, or those in ``feedback_rows``)."""
+def _apply_feedback(spark, settings: Settings, feedback_rows=None, alert_ids=None) -> None:
+    """Copy decisions onto silver.alerts: those in ``feedback_rows``, else the stored decisions
+    (silver.alert_feedback) of ``alert_ids`` (a frame with that column: feedback that came first)."""
     from delta.tables import DeltaTable
 
     alerts = settings.lake_path("silver", "alerts")
     feedback = settings.lake_path("silver", "alert_feedback")
     if not (table_exists(spark, alerts) and table_exists(spark, feedback)):
         return
-    source = feedback_rows if feedback_rows is not None else spark.read.format("delta").load(feedback)
+    source = feedback_rows
+    if source is None:
+        source = spark.read.format("delta").load(feedback).join(alert_ids, "alert_id", "left_semi")
     source = source.select("alert_id", "decision", "decided_at", "operator")
     (DeltaTable.forPath(spark, alerts).alias("t")
      .merge(source.alias("s"), "t.alert_id = s.alert_id")
@@ -312,7 +315,7 @@ def build_silver(settings: Settings, names: list[str] | None = None, log=progres
                 if flow.silver == "alert_feedback":
                     _apply_feedback(spark, settings, rows)
                 elif flow.silver == "alerts":
-                    _apply_feedback(spark, settings)
+                    _apply_feedback(spark, settings, alert_ids=rows.select("alert_id"))
             finally:
                 rows.unpersist()
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from impetus.config import Settings
+from impetus.lake import progress
 from impetus.schemas import PayloadRejected, check_payload, load_schema, spark_schema, table_names
 from impetus.topics import tenants
 
@@ -208,14 +209,19 @@ RESUME_ATTEMPTS = 3
 
 def _is_resume_metrics_bug(err: Exception) -> bool:
     text = str(err)
-    return "KafkaMicroBatchStream" in text and "NullPointerException" in text or (
+    return ("KafkaMicroBatchStream" in text and "NullPointerException" in text) or (
         "Option.get()" in text and "is null" in text)
 
 
-def progress(message: str) -> None:
-    from impetus.lake import progress as to_stderr
-
-    to_stderr(message)
+def parse_sources(items: list[str]) -> dict[str, str]:
+    """``["sensors_readings=test.in", ...]`` (the ``--source`` options) -> ``{table: topics}``."""
+    sources = {}
+    for item in items:
+        table, sep, topics = item.partition("=")
+        if not sep or not topics:
+            raise LandingError(f"--source {item!r}: expected TABLE=TOPIC[,TOPIC]")
+        sources[table] = topics
+    return sources
 
 
 def land(settings: Settings, names: list[str] | None = None, *, sources: dict[str, str] | None = None,

@@ -19,7 +19,7 @@ import argparse
 import json
 
 from impetus.config import load_settings
-from impetus.landing import land
+from impetus.landing import LandingError, land, parse_sources
 
 JOB_NAME = "land_bronze"
 
@@ -41,12 +41,10 @@ def main(argv=None):
                         help="most messages per micro-batch and table (default %(default)s)")
     args = parser.parse_args(argv)
 
-    sources = {}
-    for item in args.source:
-        table, sep, topics = item.partition("=")
-        if not sep or not topics:
-            parser.error(f"--source {item!r}: expected TABLE=TOPIC")
-        sources[table] = topics
+    try:
+        sources = parse_sources(args.source)
+    except LandingError as err:
+        parser.error(str(err))
     if args.source_topic:
         if not args.table or len(args.table) != 1:
             parser.error("--source-topic needs exactly one --table")
