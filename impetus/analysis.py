@@ -279,22 +279,32 @@ def _empty(spark, qualified: str):
     return spark.createDataFrame([], spark_schema(load_schema(qualified)))
 
 
-def write_table(spark, settings: Settings, frame, qualified: str, tenant: str | None = None):
+def write_table(spark, settings: Settings, frame, qualified: str, tenant: str | None = None, promotion=None,
+                source: str = "gold.area_hourly, gold.alert_counts"):
     """Overwrite table ``qualified`` with ``frame`` (only ``tenant``'s rows when one is given) and
-    return what it now holds (of ``tenant``) as a pandas DataFrame, for the report."""
+    return what it now holds (of ``tenant``) as a pandas DataFrame, for the report. With a
+    ``promotion`` (:mod:`impetus.promotion`) the new rows first pass the table's gate; when they
+    fail, the table keeps what it had."""
     from pyspark.sql import functions as F
 
     path = table_path(settings, qualified)
-    writer = (conform(frame, qualified).write.format("delta").mode("overwrite")
-              .partitionBy(*declared(qualified).get("x-partition-by", [])))
     if tenant and not TENANT_NAME.fullmatch(tenant):
         raise ValueError(f"{tenant!r} is not a tenant name (lower-case letters, digits, '_' and '-')")
-    if tenant and table_exists(spark, path):
-        # the other tenants' analyses stay as they were
-        writer = writer.option("replaceWhere", f"tenant = '{tenant}'")
-    else:
-        writer = writer.option("overwriteSchema", "true")
-    writer.save(path)
+    rows = conform(frame, qualified).cache()
+    try:
+        if promotion is None or promotion.admit(rows, qualified, source):
+            writer = rows.write.format("delta").mode("overwrite").partitionBy(
+                *declared(qualified).get("x-partition-by", []))
+            if tenant and table_exists(spark, path):
+                # the other tenants' analyses stay as they were
+                writer = writer.option("replaceWhere", f"tenant = '{tenant}'")
+            else:
+                writer = writer.option("overwriteSchema", "true")
+            writer.save(path)
+    finally:
+        rows.unpersist()
+    if not table_exists(spark, path):
+        return _empty(spark, qualified).toPandas()
     written = spark.read.format("delta").load(path)
     if tenant:
         written = written.where(F.col("tenant") == tenant)
@@ -314,11 +324,12 @@ def _coverage(trend_rows, most: int = 6) -> str:
 
 def build_historical(settings: Settings, change_date: date = DEFAULT_CHANGE_DATE,
                      window_days: int = DEFAULT_WINDOW_DAYS, tenant: str | None = None,
-                     log: Callable = print) -> dict:
+                     log: Callable = print, promotion=None) -> dict:
     """Compute and write gold.hotspots, gold.trends and gold.before_after from the lake's gold tables.
 
     Returns ``{"tables": [{"table", "rows", "path"}...], "frames": {table: pandas DataFrame}}``,
     the frames being the written rows (of ``tenant``, when given) for :func:`render_report`.
+    Each table passes its gate first when a ``promotion`` is given (the job always gives one).
     Raises :class:`AnalysisInputMissing` when there is nothing to analyse.
     """
     from impetus.spark import spark_session
@@ -356,7 +367,7 @@ def build_historical(settings: Settings, change_date: date = DEFAULT_CHANGE_DATE
     ]
     frames = {}
     for qualified, build in builders:
-        frames[qualified] = write_table(spark, settings, build(), qualified, tenant)
+        frames[qualified] = write_table(spark, settings, build(), qualified, tenant, promotion=promotion)
         path = table_path(settings, qualified)
         log(f"{qualified}: {len(frames[qualified])} rows written to {path}")
         tables.append({"table": qualified, "rows": len(frames[qualified]), "path": path})

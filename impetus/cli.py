@@ -237,6 +237,7 @@ def _cmd_demo(args, settings) -> int:
 
 def _cmd_lake(args, settings) -> int:
     from impetus import lake
+    from impetus.promotion import Promotion
     from impetus.landing import land, parse_sources
 
     if args.action == "keygen":
@@ -282,18 +283,56 @@ def _cmd_lake(args, settings) -> int:
     if args.action in ("land", "build"):
         result["landing"] = land(settings, tables if args.action == "land" else None,
                                  sources=parse_sources(args.source), max_per_batch=args.max_per_batch)
+    promotion = Promotion(None, settings, log=lake.progress)
     if args.action in ("silver", "build"):
-        result["silver"] = lake.build_silver(settings, tables if args.action == "silver" else None)
+        result["silver"] = lake.build_silver(settings, tables if args.action == "silver" else None,
+                                             promotion=promotion, reprocess=args.reprocess)
     if args.action in ("gold", "build"):
-        result["gold"] = lake.build_gold(settings, tables if args.action == "gold" else None)
+        result["gold"] = lake.build_gold(settings, tables if args.action == "gold" else None, promotion=promotion)
+    if args.action in ("silver", "gold", "build"):
+        result["gates"] = promotion.summary()
+    if args.action == "gate":
+        return _gate_tables(settings, tables, args.json)
     if args.action == "optimize":
         result["optimize"] = lake.optimize(settings, tables, target_file_mb=args.target_file_mb)
     if args.action == "retention":
         from impetus.governance import enforce_retention
 
-        result["retention"] = enforce_retention(settings, now=args.now, dry_run=args.dry_run, tables=tables)
+        from impetus.config import parse_clock
+
+        now = parse_clock(args.now) if args.now else None
+        result["retention"] = enforce_retention(settings, now=now, dry_run=args.dry_run, tables=tables)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
+    # the result is printed first: a held-back batch fails the run, but what was built is still reported
+    promotion.finish()
+    return 0
+
+
+def _gate_tables(settings, tables: list[str] | None, as_json: bool) -> int:
+    """Run the gate of every existing lake table (or those named) over the whole table."""
+    from impetus import lake
+    from impetus.gates import validate
+    from impetus.spark import spark_session
+
+    spark = spark_session(settings, "gate")
+    now, results = settings.now(), []
+    for qualified in lake.lake_tables(settings):
+        if tables and qualified not in tables:
+            continue
+        path = lake.table_path(settings, qualified)
+        if not lake.table_exists(spark, path):
+            continue
+        result = validate(spark.read.format("delta").load(path), qualified, settings, now=now,
+                          batch_name=f"{qualified}@{now:%Y%m%dT%H%M%SZ}-table")
+        results.append(result)
+        lake.progress(result.explain())
+    if as_json:
+        print(json.dumps([json.loads(r.to_json()) for r in results], indent=2))
+    failed = [r.table for r in results if not r.success]
+    if failed:
+        print(f"impetus: {len(failed)} of {len(results)} tables break their gate: {', '.join(failed)}", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -446,15 +485,18 @@ def build_parser() -> argparse.ArgumentParser:
     lake = commands.add_parser(
         "lake", help="the Delta lake: landing, silver, gold, maintenance, catalogue",
         description="build: land every topic in bronze (anonymised), then silver, then gold, in one Spark session.\n"
-                    "land | silver | gold: one step (--table to limit it). optimize: compact files and Z-order.\n"
+                    "land | silver | gold: one step (--table to limit it). Every batch passes its table's\n"
+                    "data-quality gate before silver or gold takes it; one that fails is quarantined, alerted on\n"
+                    "alerts.operations, and the run exits 3 (docs/gates.md). gate: run the gates over whole\n"
+                    "tables. optimize: compact files and Z-order.\n"
                     "tables: what is built (rows, files, size; no Spark). catalogue: the table catalogue from the\n"
                     "schemas (Markdown). keygen: create the pseudonymisation key file (--rotate adds a new key).\n"
                     "retention: delete rows past each table's retention, vacuum, audit (docs/governance.md).\n"
                     "inventory: the record of processing (every topic and table, fields, treatment, purpose,\n"
                     "retention); --out FILE.html for HTML.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    lake.add_argument("action", choices=("build", "land", "silver", "gold", "optimize", "tables", "catalogue",
-                                         "keygen", "retention", "inventory"))
+    lake.add_argument("action", choices=("build", "land", "silver", "gold", "gate", "optimize", "tables",
+                                         "catalogue", "keygen", "retention", "inventory"))
     lake.add_argument("--table", action="append", help="only this table (repeatable)")
     lake.add_argument("--source", action="append", default=[], metavar="TABLE=TOPIC[,TOPIC]",
                       help="land TABLE from these topics instead of its declared ones (same schema)")
@@ -462,8 +504,12 @@ def build_parser() -> argparse.ArgumentParser:
     lake.add_argument("--target-file-mb", type=int, default=128, help="optimize: target file size (MB)")
     lake.add_argument("--rotate", action="store_true", help="keygen: put a new key in front of the old ones")
     lake.add_argument("--out", help="catalogue, inventory: write to this file instead of printing")
-    lake.add_argument("--now", help="retention: the time to measure ages from (ISO 8601; default now)")
+    lake.add_argument("--now", help="retention: the instant to measure ages from (ISO 8601 with offset; "
+                      "default: IMPETUS_CLOCK, else the real clock)")
     lake.add_argument("--dry-run", action="store_true", help="retention: count what would be deleted")
+    lake.add_argument("--reprocess", action="store_true",
+                      help="silver: read the named tables' bronze again from the start (after a fix, to promote "
+                           "what a gate held back)")
     lake.add_argument("--json", action="store_true", help="print the result as JSON")
     lake.set_defaults(run=_cmd_lake)
 
@@ -511,6 +557,7 @@ def main(argv=None) -> int:
     from impetus.lake import LakeError
     from impetus.landing import LandingError
     from impetus.privacy import PrivacyConfigError
+    from impetus.promotion import GatesFailed
     from impetus.rules import RuleError
     from impetus.schemas import SchemaError
     from impetus.stack import StackError
@@ -523,6 +570,9 @@ def main(argv=None) -> int:
             PrivacyConfigError, GovernanceError) as err:
         print(f"impetus: error: {err}", file=sys.stderr)
         return 2
+    except GatesFailed as err:
+        print(f"impetus: {err}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return 130
 

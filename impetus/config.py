@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -60,9 +61,18 @@ class Settings:
     # Keys of the keyed pseudonyms written at landing (impetus.privacy); the file is a secret.
     # IMPETUS_PSEUDONYM_KEY (not a setting, never printed) overrides it with one key.
     pseudonym_key_file: Path
+    # The instant the lake's time rules (gate retention and freshness, retention runs) take as now:
+    # empty for the real clock, or an ISO 8601 instant with offset to replay or test old data.
+    clock: str = ""
     # Domain defaults (tenants are declared in schemas/topics.yaml)
     # sensor kind -> value above which a reading raises a threshold alert
     sensor_thresholds: dict[str, float] = field(default_factory=dict)
+
+    def now(self) -> datetime:
+        """The current instant for the lake's time rules: the real clock, or ``clock`` when set."""
+        if not self.clock:
+            return datetime.now(timezone.utc)
+        return parse_clock(self.clock)
 
     def lake_path(self, layer: str, table: str) -> str:
         """URI of a Delta table, e.g. ``lake_path("bronze", "sensors_readings")``."""
@@ -109,6 +119,7 @@ def _local_defaults(home: Path, var: Path) -> dict:
         "airflow_home": var / "airflow",
         "models_dir": var / "models",
         "pseudonym_key_file": var / "secrets" / "pseudonym.key",
+        "clock": "",
         # pedestrians per hour at one counter; air quality, bacteria and noise limits with their
         # sources in impetus/detect/urban.py (DEFAULT_KIND_THRESHOLDS)
         "sensor_thresholds": {"pedestrian_count": 3000.0, "pm2_5": 55.4, "pm10": 254.0, "no2": 360.0,
@@ -181,7 +192,21 @@ def load_settings(profile: str | None = None, env: dict | None = None) -> Settin
         names = ", ".join(f"IMPETUS_{name.upper()}" for name in missing)
         raise ConfigError(f"profile {profile!r} needs {names} to be set (see README, 'Configuration')")
 
+    if values.get("clock"):
+        parse_clock(values["clock"])
     return Settings(profile=profile, home=home, **values)
+
+
+def parse_clock(text: str) -> datetime:
+    """``IMPETUS_CLOCK``: an ISO 8601 instant with an offset (``2026-05-02T00:00:00Z``)."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ConfigError(f"IMPETUS_CLOCK={text!r} is not an ISO 8601 instant with an offset, "
+                          f"e.g. 2026-05-02T00:00:00Z; leave it unset for the real clock")
+    return moment.astimezone(timezone.utc)
 
 
 def airflow_environment(settings: Settings) -> dict[str, str]:

@@ -8,7 +8,9 @@ urban-anomaly job over it; replays two hours of labelled synthetic syslog, flows
 posts and CTI items and runs the cyber and text jobs over them; then builds the lake:
 the first time, two years of Auckland history (2019-2020) go to ``sensors.history``;
 every topic is landed in Delta bronze (anonymised), silver and gold are built, and the
-historical report (hot spots, trends, before/after the 2020 lockdown) is written. It
+historical report (hot spots, trends, before/after the 2020 lockdown) is written. Every
+batch passes its data-quality gate before silver or gold takes it; the run fails if one does
+not. The data inventory (record of processing) is written next to the report. It
 reports what came out: events in, alerts out by category (a few shown, with their
 countermeasures), precision and recall against the synthetic ground truth, dead letters
 with their reasons, the job's own accounting, the lake's tables and the report.
@@ -162,9 +164,20 @@ def run_lake(settings: Settings, options: DemoOptions, say=print) -> dict:
     report: dict = {}
     took += run_job(settings, "jobs/batch/historical_report.py", [], "demo-historical_report", say, capture=report)
     lake["report"] = _last_json(report["stdout"])
+    lake["inventory"] = write_inventory(settings)
     lake["history_sent"] = history
     lake["seconds"] = round(took, 1)
     return lake
+
+
+def write_inventory(settings: Settings) -> str:
+    """The record of processing (every topic and table, field, treatment, purpose, retention) as HTML."""
+    from impetus.governance import inventory_html
+
+    path = settings.var_dir / "reports" / "inventory.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(inventory_html(settings), encoding="utf-8")
+    return path.as_uri()
 
 
 def _landed_since(settings: Settings, topic: str, since: dict[int, int]) -> dict:
@@ -271,9 +284,13 @@ def _print_summary(summary: dict, alerts: list[dict], dead: list[dict], settings
     for row in lake["gold"]:
         if row.get("rows") is not None:
             say(f"    {row['table']:<26} {row['rows']:>22} rows")
+    gates = lake.get("gates") or {}
+    say(f"gates                 {gates.get('passed', 0):>8}  of {gates.get('checked', 0)} batches passed their "
+        f"data-quality gate before silver or gold took them (audit.gate_runs); Data Docs {gates.get('data_docs')}")
     report = lake.get("report") or {}
     if report.get("report"):
         say(f"historical report     {report['report']}")
+    say(f"data inventory        {lake.get('inventory')}")
     counts = summary["accounting"] or {}
     say(f"Flink accounting       {counts.get('messages_in', '?'):>7}  in = {counts.get('processed', '?')} processed + "
         f"{counts.get('dead_lettered', '?')} dead-lettered ({counts.get('late', '?')} late) on jobs.accounting")

@@ -535,8 +535,13 @@ def _run(settings: Settings, frame, qualified: str, expectations: list, now: dat
                                                                             ValidationResultIdentifier)
 
     context = _context(settings)
-    asset = context.data_sources.add_spark("lake").add_dataframe_asset(qualified)
+    source = context.data_sources.add_spark("lake")
+    asset = source.add_dataframe_asset(qualified)
     batch = asset.add_batch_definition_whole_dataframe("batch").get_batch(batch_parameters={"dataframe": frame})
+    # GE's SQL expectations register the batch as a temporary view and query it with the engine's
+    # session, by default the builder's; a micro-batch of a streaming query lives in a session of its own
+    source.get_execution_engine().spark = frame.sparkSession
+    batch.data.execution_engine.spark = frame.sparkSession
     suite = context.suites.add(gx.ExpectationSuite(name=qualified, expectations=expectations))
     outcome = batch.validate(suite, result_format="BOOLEAN_ONLY")
     failed = [r for r in outcome.results if not r.success]

@@ -377,11 +377,16 @@ def _silver_reading(spark, settings: Settings, tables: list[str]) -> dict[str, l
 
 def _run_silver(settings: Settings, silver: list[str], why: str, log) -> None:
     from impetus.lake import build_silver
+    from impetus.promotion import GatesFailed
 
     silver = sorted(set(silver))
     if silver:
         log(f"building {', '.join(silver)}: {why}")
-        build_silver(settings, silver, log=log)
+        try:
+            build_silver(settings, silver, log=log)
+        except GatesFailed as err:
+            # the stream moved past the held-back batches (quarantined and alerted): deleting may go on
+            log(f"silver is up to date with bronze, but a gate held back some batches:\n{err}")
 
 
 def _catch_up_silver(spark, settings: Settings, tables: list[str], log) -> None:
@@ -501,7 +506,7 @@ def enforce_retention(settings: Settings, now: datetime | None = None, dry_run: 
     With ``dry_run`` nothing changes: each entry says how many rows would go. Returns one dict per
     table in the order of :func:`impetus.lake.lake_tables`.
     """
-    now = _utc(now or datetime.now(timezone.utc))
+    now = _utc(now or settings.now())
     run_id = f"ret-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     policies = {p.table: p for p in retention_policies(settings)}
     unknown = sorted(set(tables or ()) - set(policies))

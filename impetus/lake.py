@@ -285,11 +285,25 @@ def _apply_feedback(spark, settings: Settings, feedback_rows=None, alert_ids=Non
      .execute())
 
 
-def build_silver(settings: Settings, names: list[str] | None = None, log=progress) -> list[dict]:
-    """Bring every silver table (or those named) up to date with bronze; returns rows merged per flow."""
+def build_silver(settings: Settings, names: list[str] | None = None, log=progress, promotion=None,
+                 reprocess: bool = False) -> list[dict]:
+    """Bring every silver table (or those named) up to date with bronze; returns rows merged per flow.
+
+    Each micro-batch passes its table's gate before the MERGE (:mod:`impetus.promotion`); a batch
+    that fails is held back and the build fails at the end (:class:`impetus.promotion.GatesFailed`),
+    unless a caller's ``promotion`` accounts for it. With ``reprocess`` the named tables are read
+    again from the start of bronze (after a fix, to promote what a gate held back; the MERGE on the
+    key makes it idempotent).
+    """
+    from impetus.promotion import Promotion
     from impetus.spark import spark_session
 
     spark = spark_session(settings, "build_silver")
+    own = promotion is None
+    promotion = promotion or Promotion(spark, settings, log=log)
+    promotion.spark = promotion.spark or spark
+    if reprocess and not names:
+        raise LakeError("--reprocess needs the silver tables to read again from bronze (--table NAME)")
     summaries = []
     for flow in SILVER_FLOWS:
         if names and flow.silver not in names and f"silver.{flow.silver}" not in names:
@@ -301,8 +315,12 @@ def build_silver(settings: Settings, names: list[str] | None = None, log=progres
             summaries.append({"table": f"silver.{flow.silver}", "from": f"bronze.{flow.bronze}", "rows_in": 0,
                               "rows": None})
             continue
-        tally = {"rows_in": 0, "batches": 0}
+        tally = {"rows_in": 0, "batches": 0, "held_back": 0}
         qualified = f"silver.{flow.silver}"
+        checkpoint = settings.checkpoint_path(f"silver/{flow.silver}/{flow.bronze}")
+        if reprocess:
+            log(f"{qualified} <- bronze.{flow.bronze}: reading bronze again from the start")
+            _delete_path(spark, checkpoint)
 
         def write_batch(batch, batch_id: int, flow=flow, target=target, qualified=qualified, tally=tally) -> None:
             fresh = _latest_per_key(flow.transform(batch, settings), declared(qualified)["x-key"], flow.order_by)
@@ -310,6 +328,10 @@ def build_silver(settings: Settings, names: list[str] | None = None, log=progres
             try:
                 tally["rows_in"] += batch.count()
                 tally["batches"] += 1
+                if not promotion.admit(rows, qualified, f"bronze.{flow.bronze}", label=f"{flow.bronze}-b{batch_id}",
+                                       txn=(f"impetus-gate-{flow.silver}-{flow.bronze}", batch_id)):
+                    tally["held_back"] += 1
+                    return
                 keep = ("decision", "decided_at", "operator") if flow.silver == "alerts" else ()
                 merge_into(spark, target, rows, qualified, flow.order_by, keep_columns=keep)
                 if flow.silver == "alert_feedback":
@@ -322,7 +344,7 @@ def build_silver(settings: Settings, names: list[str] | None = None, log=progres
         # retention and erasure delete from bronze: those commits are not new rows for silver
         query = (spark.readStream.format("delta").option("skipChangeCommits", "true").load(source)
                  .writeStream.foreachBatch(write_batch)
-                 .option("checkpointLocation", settings.checkpoint_path(f"silver/{flow.silver}/{flow.bronze}"))
+                 .option("checkpointLocation", checkpoint)
                  .trigger(availableNow=True)
                  .queryName(f"impetus-silver-{flow.silver}-{flow.bronze}")
                  .start())
@@ -330,7 +352,16 @@ def build_silver(settings: Settings, names: list[str] | None = None, log=progres
         rows = spark.read.format("delta").load(target).count() if table_exists(spark, target) else 0
         log(f"silver.{flow.silver} <- bronze.{flow.bronze}: {tally['rows_in']} new bronze rows, {rows} rows in all")
         summaries.append({"table": qualified, "from": f"bronze.{flow.bronze}", **tally, "rows": rows, "path": target})
+    if own:
+        promotion.finish()
     return summaries
+
+
+def _delete_path(spark, uri: str) -> None:
+    """Delete a folder (a streaming checkpoint) on whatever file system its URI names."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)
 
 
 # --------------------------------------------------------------------------- gold
@@ -482,11 +513,28 @@ GOLD_BUILDERS = {
 }
 
 
-def build_gold(settings: Settings, names: list[str] | None = None, log=progress) -> list[dict]:
-    """Recompute the gold tables (or those named) from silver; returns their row counts."""
+# the silver tables each gold table is computed from
+GOLD_INPUTS = {
+    "sensor_hourly": "silver.sensor_readings", "sensor_profile": "silver.sensor_readings",
+    "area_hourly": "silver.sensor_readings", "area_profile": "silver.sensor_readings",
+    "alert_counts": "silver.alerts", "rule_feedback": "silver.alerts",
+    "flow_features": "silver.network_flows", "security_hourly": "silver.security_events",
+}
+
+
+def build_gold(settings: Settings, names: list[str] | None = None, log=progress, promotion=None) -> list[dict]:
+    """Recompute the gold tables (or those named) from silver; returns their row counts.
+
+    Each recomputed table passes its gate before it replaces the old one (:mod:`impetus.promotion`);
+    one that fails is held back, the old table stays, and the build fails at the end.
+    """
+    from impetus.promotion import Promotion
     from impetus.spark import spark_session
 
     spark = spark_session(settings, "build_gold")
+    own = promotion is None
+    promotion = promotion or Promotion(spark, settings, log=log)
+    promotion.spark = promotion.spark or spark
     summaries = []
     for name, builder in GOLD_BUILDERS.items():
         qualified = f"gold.{name}"
@@ -498,12 +546,19 @@ def build_gold(settings: Settings, names: list[str] | None = None, log=progress)
             summaries.append({"table": qualified, "rows": None})
             continue
         path = settings.lake_path("gold", name)
-        (conform(frame, qualified).write.format("delta").mode("overwrite")
-         .option("overwriteSchema", "true")
-         .partitionBy(*declared(qualified).get("x-partition-by", [])).save(path))
-        rows = spark.read.format("delta").load(path).count()
-        log(f"{qualified}: {rows} rows")
-        summaries.append({"table": qualified, "rows": rows, "path": path})
+        frame = conform(frame, qualified).cache()
+        try:
+            admitted = promotion.admit(frame, qualified, GOLD_INPUTS[name])
+            if admitted:
+                (frame.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+                 .partitionBy(*declared(qualified).get("x-partition-by", [])).save(path))
+        finally:
+            frame.unpersist()
+        rows = spark.read.format("delta").load(path).count() if table_exists(spark, path) else 0
+        log(f"{qualified}: {rows} rows" + ("" if admitted else " (kept: the new version was held back)"))
+        summaries.append({"table": qualified, "rows": rows, "path": path, "held_back": not admitted})
+    if own:
+        promotion.finish()
     return summaries
 
 

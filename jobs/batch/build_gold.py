@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from impetus.config import load_settings
-from impetus.lake import GOLD_BUILDERS, build_gold
+from impetus.lake import GOLD_BUILDERS, build_gold, progress
+from impetus.promotion import GatesFailed, Promotion
 
 JOB_NAME = "build_gold"
 
@@ -21,8 +23,15 @@ def main(argv=None):
     parser.add_argument("--table", action="append", choices=sorted(GOLD_BUILDERS),
                         help="gold table to build; repeatable; default: all")
     args = parser.parse_args(argv)
-    result = build_gold(load_settings(), args.table)
+    settings = load_settings()
+    promotion = Promotion(None, settings, log=progress)
+    result = build_gold(settings, args.table, promotion=promotion)
     print(json.dumps(result, indent=2))
+    try:
+        promotion.finish()
+    except GatesFailed as err:
+        print(f"{JOB_NAME}: {err}", file=sys.stderr)
+        sys.exit(3)
     return result
 
 

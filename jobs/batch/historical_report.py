@@ -23,6 +23,7 @@ from pathlib import Path
 from impetus.analysis import (DEFAULT_CHANGE_DATE, DEFAULT_WINDOW_DAYS, TENANT_NAME, AnalysisInputMissing,
                               build_historical, render_report)
 from impetus.config import load_settings
+from impetus.promotion import GatesFailed, Promotion
 
 JOB_NAME = "historical_report"
 
@@ -65,15 +66,20 @@ def main(argv=None):
 
     log(f"lake {settings.lake_uri}; before/after {args.date} +-{args.window_days} days"
         + (f"; tenant {args.tenant}" if args.tenant else ""))
+    promotion = Promotion(None, settings, log=log)
     try:
-        result = build_historical(settings, args.date, args.window_days, args.tenant, log=log)
+        result = build_historical(settings, args.date, args.window_days, args.tenant, log=log, promotion=promotion)
     except AnalysisInputMissing as err:
         parser.exit(2, f"{JOB_NAME}: {err}\n")
     index = render_report(result["frames"], args.out, args.date, args.window_days, lake=settings.lake_uri, log=log)
     log(f"report: {index}")
     summary = {"tables": result["tables"], "report": str(index.resolve()), "date": str(args.date),
-               "window_days": args.window_days, "tenant": args.tenant}
+               "window_days": args.window_days, "tenant": args.tenant, "gates": promotion.summary()}
     print(json.dumps(summary, indent=2))
+    try:
+        promotion.finish()
+    except GatesFailed as err:
+        parser.exit(3, f"{JOB_NAME}: {err}\n")
     return summary
 
 

@@ -131,6 +131,8 @@ def run_script(script: str, *args: str, env: dict | None = None, timeout: int = 
 # --------------------------------------------------------------------------- a small lake built by the real jobs
 
 LAKE_KEY = "6c616b652d746573742d6b65792d6f662d33322d62797465732d2d2d2d2d2d21"  # a test secret, 32 bytes
+# The lake's time rules (gates, retention) take this as now: the fixture's events are of 2026-05-01.
+LAKE_CLOCK = "2026-05-02T00:00:00Z"
 # Personal values planted in the lake fixture's messages; none may appear anywhere in the lake.
 PLANTED = ["203.0.113.77", "198.51.100.23", "10.1.2.3", "kari.nordmann", "olanormann", "kari.nordmann@example.no",
            "+47 41 23 45 67", "41234567", "EL 12345", "@kari_n", "kari_n", "operator.jensen@oslo.kommune.no",
@@ -222,7 +224,7 @@ class Lake:
         self.root = root
         self.tenant = f"t{uuid.uuid4().hex[:10]}"
         self.env = {"IMPETUS_LAKE_URI": (root / "lake").as_uri(), "IMPETUS_CHECKPOINT_URI": (root / "chk").as_uri(),
-                    "IMPETUS_PSEUDONYM_KEY": LAKE_KEY}
+                    "IMPETUS_PSEUDONYM_KEY": LAKE_KEY, "IMPETUS_CLOCK": LAKE_CLOCK}
         self.settings = load_settings(env={**os.environ, **self.env})
         self.documents = lake_documents(self.tenant)
         self.topics = {t.name: f"test.{self.tenant}.{t.name}" for t in bronze_tables(settings)}

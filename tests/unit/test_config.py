@@ -77,3 +77,15 @@ def test_default_sensor_limits_are_the_documented_ones():
     assert thresholds["pedestrian_count"] == 3000.0
     assert {k: v for k, v in thresholds.items() if k != "pedestrian_count"} == {
         kind: spec["threshold"] for kind, spec in DEFAULT_KIND_THRESHOLDS.items()}
+
+
+def test_the_clock_of_the_lake_rules_can_be_fixed_for_replays_and_tests():
+    from datetime import datetime, timedelta, timezone
+
+    fixed = load_settings(env={"IMPETUS_CLOCK": "2026-05-02T02:00:00+02:00"})
+    assert fixed.now() == datetime(2026, 5, 2, 0, 0, tzinfo=timezone.utc)
+    real = load_settings(env={})
+    assert abs(real.now() - datetime.now(timezone.utc)) < timedelta(seconds=5)
+    for bad in ("yesterday", "2026-05-02T00:00:00"):  # no offset: which instant is unclear
+        with pytest.raises(ConfigError, match="IMPETUS_CLOCK=.* is not an ISO 8601 instant with an offset"):
+            load_settings(env={"IMPETUS_CLOCK": bad})
