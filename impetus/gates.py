@@ -655,14 +655,21 @@ def _failure(result, qualified: str, rule: str | None = None, unexpected: int | 
 
 
 def _without_consequences(failures: list[Failure], results: list) -> list[Failure]:
-    """``failures`` less the checks that could not run because their column is missing: the
-    ``columns`` failure already names it."""
+    """``failures`` less the checks that could not run, or compared values of the wrong type, because
+    their column is missing or of another type: the ``columns`` or ``type`` failure already names it."""
     missing = set()
     for result in results:
         if _meta_of(result).get("rule") == "columns" and not result.success:
             missing.update((((result.result or {}).get("details") or {}).get("mismatched") or {}).get("missing") or [])
-    return [f for f in failures
-            if not (f.error and any(part in missing or part.split(".")[0] in missing for part in f.column.split(", ")))]
+    mistyped = {f.column for f in failures if f.rule == "type"}
+
+    def consequence(f: Failure) -> bool:
+        parts = f.column.split(", ")
+        if f.error and any(part in missing or part.split(".")[0] in missing for part in parts):
+            return True
+        return f.rule in ("range", "enum", "length", "pattern") and f.column in mistyped
+
+    return [f for f in failures if not consequence(f)]
 
 
 def _exception_message(result) -> str | None:
