@@ -384,9 +384,23 @@ def _cmd_config(args, settings) -> int:
 def _cmd_schemas(args, settings) -> int:
     from impetus.schemas import load_schema, schema_names, table_names, untagged_fields, validator
 
+    from impetus.schemas import SchemaError
+    from impetus.topics import declared_topics
+
     failures = 0
+    try:
+        topics = declared_topics(settings)
+        print(f"ok   topics.yaml ({len(topics)} topics, each within its policy's retention)")
+    except ConfigError as err:
+        failures += 1
+        print(f"FAIL topics.yaml\n     {err}")
     for name in schema_names() + table_names():
-        schema = load_schema(name)
+        try:
+            schema = load_schema(name)
+        except SchemaError as err:
+            failures += 1
+            print(f"FAIL {name}\n     {err}")
+            continue
         problems = [f"no privacy tag on {f}" for f in untagged_fields(schema)]
         for i, example in enumerate(schema.get("examples", [])):
             try:

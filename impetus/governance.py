@@ -2,8 +2,8 @@
 
 Called by jobs/batch/enforce_retention.py, jobs/batch/erase_subject.py, ``impetus lake retention``,
 ``impetus erase`` and the lake DAG. Everything here is derived from the declarations in
-``schemas/`` (``x-retention``, ``x-privacy``, ``x-purpose``, ``x-owner``, ``topics.yaml``), so a new
-table or field is governed the day it is declared. docs/governance.md is the guide.
+``schemas/`` (``policies.yaml``, ``x-policy``, ``x-privacy``, ``x-purpose``, ``x-owner``, ``topics.yaml``),
+so a new table or field is governed the day it is declared. docs/governance.md is the guide.
 
 * **Retention** (:func:`enforce_retention`): for each table, rows whose time column (see
   :func:`retention_policy`) is older than the declared ``x-retention`` are deleted.
@@ -39,6 +39,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from impetus.config import Settings
 from impetus.lake import LAYERS, lake_tables, progress, table_exists, table_path
+from impetus.policies import load_policies
 from impetus.schemas import DROPPED_TAGS, _main_type, load_schema, privacy_tags, schema_names
 from impetus.topics import declared_topics, parse_retention
 
@@ -764,7 +765,7 @@ def inventory(settings: Settings) -> dict:
             treatments.update({t: f"raw on the topic for {_human_ms(topic.retention_ms)}; not landed"
                                for t in PERSONAL_TAGS})
         topics.append({
-            "topic": topic.name, "schema": topic.schema, "partitions": topic.partitions,
+            "topic": topic.name, "schema": topic.schema, "partitions": topic.partitions, "policy": topic.policy,
             "retention": _human_ms(topic.retention_ms), "retention_ms": topic.retention_ms, "cleanup": topic.cleanup,
             "description": schema.get("description", ""), "landed_in": landed,
             "fields": _fields(schema, treatments)})
@@ -783,7 +784,9 @@ def inventory(settings: Settings) -> dict:
         tables.append({
             "table": qualified, "layer": qualified.split(".", 1)[0],
             "description": schema.get("description", ""), "purpose": schema.get("x-purpose"),
-            "owner": schema.get("x-owner"), "retention": policy.retention, "retention_column": policy.column,
+            "owner": schema.get("x-owner"), "policy": schema.get("x-policy"),
+            "lawful_basis": schema.get("x-lawful-basis"), "retention": policy.retention,
+            "retention_column": policy.column,
             "retention_note": policy.note, "key": list(schema.get("x-key") or []),
             "partition_by": list(schema.get("x-partition-by") or []),
             "fed_by": inputs.get(qualified, []), "feeds": feeds.get(qualified, []),
@@ -795,9 +798,14 @@ def inventory(settings: Settings) -> dict:
     used = {t.schema for t in declared_topics(settings)}
     unused = [{"schema": name, "fields": _fields(load_schema(name, settings.schemas_dir), TREATMENT_ON_TOPIC)}
               for name in schema_names(settings.schemas_dir) if name not in used]
+    activities = [{"policy": p.name, "purpose": p.purpose, "lawful_basis": p.lawful_basis, "owner": p.owner,
+                   "kafka": p.kafka, "dead_letters": p.dead_letters, "lake": p.lake,
+                   "topics": [t["topic"] for t in topics if t["policy"] == p.name],
+                   "tables": [t["table"] for t in tables if t["policy"] == p.name]}
+                  for p in load_policies(settings.schemas_dir).values()]
     return {"generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "schemas_dir": str(settings.schemas_dir), "privacy_tags": TREATMENT_IN_LAKE,
-            "topics": topics, "tables": tables, "schemas_without_topic": unused,
+            "policies": activities, "topics": topics, "tables": tables, "schemas_without_topic": unused,
             "kafka_exposure": kafka_exposure(settings)}
 
 
@@ -814,6 +822,14 @@ def inventory_markdown(settings: Settings, record: dict | None = None) -> str:
              "", "## Treatments", "", "| tag | on a topic | in the lake |", "| --- | --- | --- |"]
     lines += [f"| `{tag}` | {_cell(TREATMENT_ON_TOPIC[tag])} | {_cell(TREATMENT_IN_LAKE[tag])} |"
               for tag in TREATMENT_IN_LAKE]
+    lines += ["", "## Processing activities", "",
+              "Declared once in `schemas/policies.yaml`: each topic and table names its policy and keeps its data "
+              "no longer than the policy allows (Kafka, dead letters, lake).", "",
+              "| policy | purpose | lawful basis | owner | Kafka / dead letters / lake | topics | tables |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| `{a['policy']}` | {_cell(a['purpose'])} | {_cell(a['lawful_basis'])} | {_cell(a['owner'])} | "
+              f"{a['kafka']} / {a['dead_letters']} / {a['lake']} | {', '.join(f'`{t}`' for t in a['topics'])} | "
+              f"{', '.join(f'`{t}`' for t in a['tables'])} |" for a in record["policies"]]
     lines += ["", "## Data flows", "", "| topic | landed in | then |", "| --- | --- | --- |"]
     tables = {t["table"]: t for t in record["tables"]}
     for topic in record["topics"]:
@@ -829,7 +845,8 @@ def inventory_markdown(settings: Settings, record: dict | None = None) -> str:
     lines += ["", "## Topics"]
     for topic in record["topics"]:
         lines += ["", f"### {topic['topic']}", "", _cell(topic["description"]), "",
-                  f"- **Schema:** `{topic['schema']}`; **partitions:** {topic['partitions']}; "
+                  f"- **Policy:** `{topic['policy']}`; **schema:** `{topic['schema']}`; "
+                  f"**partitions:** {topic['partitions']}; "
                   f"**retention:** {topic['retention']} ({topic['cleanup']})",
                   f"- **Landed in:** {', '.join(f'`{b}`' for b in topic['landed_in']) or 'not landed'}", ""]
         lines += _field_table(topic["fields"])
@@ -837,6 +854,7 @@ def inventory_markdown(settings: Settings, record: dict | None = None) -> str:
     for table in record["tables"]:
         erasure = ", ".join(f"`{e['column']}` ({e['match']})" for e in table["erasure"]) or table["erasure_note"]
         lines += ["", f"### {table['table']}", "", _cell(table["description"]), "",
+                  f"- **Policy:** `{table['policy']}`; **lawful basis:** {_cell(table['lawful_basis'])}",
                   f"- **Purpose:** {_cell(table['purpose'])}", f"- **Owner:** {_cell(table['owner'])}",
                   f"- **Retention:** {_cell(table['retention'])}"
                   + (f" by `{table['retention_column']}`" if table["retention_column"] else "")
@@ -881,6 +899,14 @@ th { background: #eee; text-align: left; } .personal { background: #fff3e0; } co
 <h1>Data inventory: record of processing</h1>
 <p>Generated from <code>{{ r.schemas_dir }}</code> on {{ r.generated_at }}. Rows on an orange background are
 personal fields.</p>
+<h2>Processing activities</h2>
+<p>Declared once in <code>schemas/policies.yaml</code>: each topic and table names its policy and keeps its data
+no longer than the policy allows.</p>
+<table><tr><th>policy</th><th>purpose</th><th>lawful basis</th><th>owner</th><th>Kafka / dead letters / lake</th>
+<th>topics</th><th>tables</th></tr>
+{% for a in r.policies %}<tr><td><code>{{ a.policy }}</code></td><td>{{ a.purpose }}</td>
+<td>{{ a.lawful_basis }}</td><td>{{ a.owner }}</td><td>{{ a.kafka }} / {{ a.dead_letters }} / {{ a.lake }}</td>
+<td>{{ a.topics | join(", ") }}</td><td>{{ a.tables | join(", ") }}</td></tr>{% endfor %}</table>
 <h2>Personal data on Kafka</h2>
 <table><tr><th>topic</th><th>retention</th><th>personal fields</th></tr>
 {% for e in r.kafka_exposure %}<tr><td><code>{{ e.topic }}</code></td><td>{{ e.retention }}</td>
@@ -892,11 +918,13 @@ personal fields.</p>
 {% endfor %}</table>{% endmacro %}
 <h2>Topics</h2>
 {% for t in r.topics %}<h3 id="{{ t.topic }}">{{ t.topic }}</h3><p>{{ t.description }}</p>
-<p>Schema <code>{{ t.schema }}</code>, {{ t.partitions }} partitions, retention {{ t.retention }} ({{ t.cleanup }});
+<p>Policy <code>{{ t.policy }}</code>; schema <code>{{ t.schema }}</code>, {{ t.partitions }} partitions,
+retention {{ t.retention }} ({{ t.cleanup }});
 landed in {{ t.landed_in | join(", ") or "nothing (not landed)" }}.</p>{{ fields(t.fields) }}{% endfor %}
 <h2>Tables</h2>
 {% for t in r.tables %}<h3 id="{{ t.table }}">{{ t.table }}</h3><p>{{ t.description }}</p>
-<ul><li>Purpose: {{ t.purpose }}</li><li>Owner: {{ t.owner }}</li>
+<ul><li>Policy: <code>{{ t.policy }}</code>; lawful basis: {{ t.lawful_basis }}</li>
+<li>Purpose: {{ t.purpose }}</li><li>Owner: {{ t.owner }}</li>
 <li>Retention: {{ t.retention }}{% if t.retention_column %} by <code>{{ t.retention_column }}</code>{% endif %}
 ({{ t.retention_note }})</li><li>Fed by: {{ t.fed_by | join(", ") or "its job only" }}</li>
 <li>Feeds: {{ t.feeds | join(", ") or "nothing in the lake" }}</li>

@@ -12,7 +12,8 @@ column list is ever written by hand a second time:
 Table schemas in ``schemas/tables/`` may name ``x-source-topic``: their columns are
 the topic's fields (less those landing drops) followed by their own; ``x-include``
 names fragments in ``schemas/fragments/`` whose columns are added too (the landing
-metadata every bronze table has).
+metadata every bronze table has); ``x-policy`` names the processing policy
+(``schemas/policies.yaml``) its retention and lawful basis come from.
 """
 
 from __future__ import annotations
@@ -88,7 +89,24 @@ def load_schema(name: str, directory: Path | None = None) -> dict:
     merged = dict(table)
     merged["properties"] = {**topic["properties"], **own}
     merged["required"] = list(dict.fromkeys(list(topic.get("required", [])) + required))
-    return merged
+    return _with_policy(merged, name, directory)
+
+
+def _with_policy(table: dict, name: str, directory: Path) -> dict:
+    """The table with what its processing policy (``x-policy``, schemas/policies.yaml) gives it:
+    ``x-retention`` (the policy's lake retention unless the table keeps less), ``x-lawful-basis``,
+    ``x-policy-purpose``, and ``x-owner`` / ``x-purpose`` where the table states none of its own."""
+    from impetus.config import ConfigError
+    from impetus.policies import policy_named, table_retention
+
+    try:
+        policy = policy_named(directory, table.get("x-policy"), f"table {name}")
+        retention = table_retention(policy, name, table.get("x-retention"))
+    except ConfigError as err:
+        raise SchemaError(str(err)) from None
+    return {**table, "x-retention": retention, "x-lawful-basis": policy.lawful_basis,
+            "x-policy-purpose": policy.purpose, "x-owner": table.get("x-owner") or policy.owner,
+            "x-purpose": table.get("x-purpose") or policy.purpose}
 
 
 def kept_fields(schema: dict) -> dict:

@@ -1,21 +1,20 @@
 """Kafka topics as declared in ``schemas/topics.yaml``, and applying them to a broker.
 
-Called by ``impetus stack up`` and ``impetus topics apply``. Applying is
+Each topic's retention comes from the processing policy it names (``schemas/policies.yaml``,
+:mod:`impetus.policies`). Called by ``impetus stack up`` and ``impetus topics apply``. Applying is
 idempotent: missing topics are created, partitions grown, and changed
 ``retention.ms`` / ``cleanup.policy`` values altered; nothing is deleted.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from impetus.config import ConfigError, Settings
-
-_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+from impetus.policies import parse_retention, policy_named, topic_retention
 
 
 @dataclass(frozen=True)
@@ -25,21 +24,13 @@ class TopicSpec:
     partitions: int
     retention_ms: int
     cleanup: str
+    # the processing policy (schemas/policies.yaml) the retention comes from
+    policy: str = ""
+    retention: str = ""
 
     @property
     def configs(self) -> dict[str, str]:
         return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup}
-
-
-def parse_retention(value) -> int:
-    """``"7d"`` -> milliseconds; ``"forever"`` -> -1."""
-    text = str(value).strip().lower()
-    if text in ("forever", "-1", "infinite"):
-        return -1
-    match = re.fullmatch(r"(\d+)\s*(ms|s|m|h|d)", text)
-    if not match:
-        raise ConfigError(f"retention {value!r} is not a duration like 30s, 15m, 6h, 7d or 'forever'")
-    return int(match.group(1)) * _UNITS_MS[match.group(2)]
 
 
 def load_topics(schemas_dir: Path) -> tuple[list[str], list[TopicSpec]]:
@@ -51,10 +42,18 @@ def load_topics(schemas_dir: Path) -> tuple[list[str], list[TopicSpec]]:
         raise ConfigError(f"no topic declarations at {path}") from None
     tenants = list(spec.get("tenants", []))
     defaults = spec.get("defaults", {})
+    declared = spec["topics"]
     topics = []
-    for pattern, options in spec["topics"].items():
+    for pattern, options in declared.items():
         merged = {**defaults, **(options or {})}
         names = [pattern.format(tenant=t) for t in tenants] if "{tenant}" in pattern else [pattern]
+        # a dead-letter topic follows the policy of the topic it belongs to, unless it names its own
+        dead_letters = merged.get("schema") == "dlq"
+        policy_name = merged.get("policy")
+        if policy_name is None and dead_letters and pattern.endswith(".dlq"):
+            policy_name = (declared.get(pattern[: -len(".dlq")]) or {}).get("policy")
+        policy = policy_named(schemas_dir, policy_name, f"topic {pattern} (schemas/topics.yaml)")
+        retention = topic_retention(policy, pattern, merged.get("retention"), dead_letters=dead_letters)
         for name in names:
             cleanup = merged.get("cleanup", "delete")
             if cleanup not in ("delete", "compact"):
@@ -63,8 +62,10 @@ def load_topics(schemas_dir: Path) -> tuple[list[str], list[TopicSpec]]:
                 name=name,
                 schema=merged.get("schema"),
                 partitions=int(merged.get("partitions", 1)),
-                retention_ms=parse_retention(merged.get("retention", "7d")),
+                retention_ms=parse_retention(retention),
                 cleanup=cleanup,
+                policy=policy.name,
+                retention=retention,
             ))
     return tenants, topics
 
