@@ -10,6 +10,8 @@
                                           train what the streaming jobs load
     impetus lake build | land | silver | gold | optimize | tables | catalogue | keygen | retention | inventory
                                           the Delta lake: anonymised landing, bronze/silver/gold, retention
+    impetus airflow up | down | status | dags | run ARGS
+                                          Airflow locally (SQLite) with the project's DAGs
     impetus erase --subject X             remove every row of a data subject from the lake, audited
     impetus sql "SELECT ..."              Spark SQL over every lake table (bronze.x, silver.x, gold.x)
     impetus demo                          the main run, end to end
@@ -28,6 +30,37 @@ import sys
 from collections import Counter
 
 from impetus.config import ConfigError, describe, load_settings
+
+
+def _cmd_airflow(args, settings) -> int:
+    import subprocess
+    from pathlib import Path
+
+    from impetus import airflow_local
+
+    if args.action == "up":
+        airflow_local.up(settings)
+        return 0
+    if args.action == "down":
+        airflow_local.down(settings)
+        return 0
+    if args.action == "status":
+        report = airflow_local.status(settings)
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            state = f"running (pid {report['pid']})" if report["running"] else "stopped"
+            health = "healthy" if report["healthy"] else "NOT healthy"
+            print(f"airflow   {state} at {report['url']} - {health}; home {report['home']}; log {report['log']}")
+        return 0 if report["healthy"] else 1
+    airflow = str(Path(sys.executable).parent / "airflow")
+    env = airflow_local.environment(settings)
+    if args.action == "dags":
+        airflow_local.migrate(settings)
+        command = [airflow, "dags", "list", "--columns", "dag_id,fileloc,is_paused,owners"]
+    else:
+        command = [airflow, *args.rest]
+    return subprocess.run(command, cwd=settings.home, env=env).returncode
 
 
 def _cmd_stack(args, settings) -> int:
@@ -422,6 +455,18 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("action", choices=("up", "down", "status"))
     stack.add_argument("--json", action="store_true", help="status as JSON")
     stack.set_defaults(run=_cmd_stack)
+
+    airflow = commands.add_parser(
+        "airflow", help="run Airflow locally with the project's DAGs",
+        description="up: start `airflow standalone` in the background (SQLite under var/airflow, the DAGs in dags/, "
+                    "LocalExecutor, 127.0.0.1:IMPETUS_AIRFLOW_PORT) and wait until it is healthy. down: stop it. "
+                    "status: whether it runs and is healthy. dags: the DAGs and their schedules (no server needed). "
+                    "run ARGS: any Airflow command with the same environment, e.g. `impetus airflow run dags test "
+                    "lake_promotion`.")
+    airflow.add_argument("action", choices=("up", "down", "status", "dags", "run"), nargs="?", default="status")
+    airflow.add_argument("rest", nargs=argparse.REMAINDER, help="run: the arguments of the airflow command")
+    airflow.add_argument("--json", action="store_true", help="status as JSON")
+    airflow.set_defaults(run=_cmd_airflow)
 
     topics = commands.add_parser("topics", help="topic declarations (schemas/topics.yaml)")
     topics.add_argument("action", choices=("list", "apply"))

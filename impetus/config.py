@@ -56,6 +56,8 @@ class Settings:
     # MLflow and Airflow
     mlflow_tracking_uri: str
     airflow_home: Path
+    # port of the local Airflow API server and UI (`impetus airflow up`)
+    airflow_port: int
     # Trained artefacts the streaming jobs load (built by `impetus models build`)
     models_dir: Path
     # Keys of the keyed pseudonyms written at landing (impetus.privacy); the file is a secret.
@@ -117,6 +119,7 @@ def _local_defaults(home: Path, var: Path) -> dict:
         "checkpoint_uri": (var / "checkpoints").as_uri(),
         "mlflow_tracking_uri": f"sqlite:///{var / 'mlflow' / 'mlflow.db'}",
         "airflow_home": var / "airflow",
+        "airflow_port": 8080,
         "models_dir": var / "models",
         "pseudonym_key_file": var / "secrets" / "pseudonym.key",
         "clock": "",
