@@ -275,8 +275,10 @@ def test_silver_keeps_streaming_from_bronze_after_an_erasure_cut_its_history(tmp
     from impetus.lake import build_silver
     from impetus.privacy import Keyring
 
+    # the gates age the flows of 2026-05-20 by the test's clock, not today's
     settings = load_settings(env={**os.environ, "IMPETUS_LAKE_URI": (tmp_path / "lake").as_uri(),
-                                  "IMPETUS_CHECKPOINT_URI": (tmp_path / "chk").as_uri()})
+                                  "IMPETUS_CHECKPOINT_URI": (tmp_path / "chk").as_uri(),
+                                  "IMPETUS_CLOCK": NOW.isoformat()})
     quiet = lambda message: None  # noqa: E731
     write_table(tmp_path / "lake", "bronze.network_flows", [landed_flow(1, SUBJECT, 1), landed_flow(2, OTHER, 2)])
     build_silver(settings, ["network_flows"], log=quiet)
