@@ -38,6 +38,12 @@ def _cmd_airflow(args, settings) -> int:
 
     from impetus import airflow_local
 
+    if args.action != "run":
+        # argparse leaves options after the action in the remainder meant for `run`
+        unknown = [a for a in args.rest if a != "--json"]
+        if unknown:
+            raise ConfigError(f"impetus airflow {args.action}: unexpected {' '.join(unknown)}")
+        args.json = args.json or "--json" in args.rest
     if args.action == "up":
         airflow_local.up(settings)
         return 0

@@ -29,3 +29,15 @@ def test_configuration_errors_exit_2_with_the_reason(capsys, monkeypatch):
 def test_schemas_check_passes(capsys):
     assert main(["schemas", "check"]) == 0
     assert "ok   sensors.readings" in capsys.readouterr().out
+
+
+def test_airflow_status_reports_a_stopped_airflow_as_json_and_exits_1(capsys, monkeypatch, tmp_path):
+    import json
+
+    monkeypatch.setenv("IMPETUS_AIRFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("IMPETUS_AIRFLOW_PORT", "1")  # nothing serves there
+    assert main(["airflow", "status", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert (report["running"], report["healthy"], report["url"]) == (False, False, "http://127.0.0.1:1")
+    assert main(["airflow", "down", "--force"]) == 2
+    assert "impetus airflow down: unexpected --force" in capsys.readouterr().err
