@@ -95,13 +95,13 @@ def _event_schema(name: str) -> dict:
 
 def treat_payload(event_schema: str, payload: bytes | None, key: bytes) -> tuple[str | None, str | None, str | None]:
     """``(treated JSON, None, None)`` for a valid message, ``(None, reason, redacted excerpt)`` otherwise."""
-    from impetus.privacy import redact_text, treat_document
+    from impetus.privacy import redacted_excerpt, treat_document
 
     try:
         document = check_payload(event_schema, payload)
     except PayloadRejected as err:
-        text = bytes(payload or b"")[:PAYLOAD_EXCERPT].decode("utf-8", errors="replace")
-        return None, str(err), redact_text(text, key)
+        text = bytes(payload or b"")[:PAYLOAD_EXCERPT * 4].decode("utf-8", errors="replace")
+        return None, str(err), redacted_excerpt(text, PAYLOAD_EXCERPT, key)
     treated = treat_document(_event_schema(event_schema), document, key, topic=event_schema)
     treated.update(_derived_fields(event_schema, document))
     return json.dumps(treated, ensure_ascii=False), None, None

@@ -203,6 +203,27 @@ def redact_text(text: str, key: bytes) -> str:
     return text
 
 
+# how much raw text is redacted for an excerpt of n characters: redaction at most triples the length
+# of the shortest identifiers it replaces (1.1.1.1 -> a 23-character pseudonym), so the first n
+# characters of the redacted text come from well inside the raw text redacted
+_EXCERPT_RAW_FACTOR = 4
+_PARTIAL_PSEUDONYM = re.compile(r"ps_[0-9a-f]{0,19}$")
+
+
+def redacted_excerpt(text: str, limit: int, key: bytes) -> str:
+    """The first ``limit`` characters of ``text`` redacted, never cutting through a value.
+
+    The raw text is redacted before it is cut (a raw identifier cut in two would no longer be
+    recognised, and its first part would be kept raw), and a pseudonym the cut would split is
+    dropped (a part of one would escape erasure, which looks for whole pseudonyms)."""
+    excerpt = redact_text(text[: limit * _EXCERPT_RAW_FACTOR], key)
+    if len(excerpt) <= limit:
+        return excerpt
+    excerpt = excerpt[:limit]
+    tail = _PARTIAL_PSEUDONYM.search(excerpt)
+    return excerpt[: tail.start()] if tail else excerpt
+
+
 def redact_syslog_line(line: str, key: bytes, received_time: str | None = None) -> str:
     """A syslog line with the user names its OpenSSH/sudo message names pseudonymised, then
     :func:`redact_text` (addresses, e-mail...). The syslog header (time, host, program) stays

@@ -79,7 +79,7 @@ def _treat(value, prop: dict, key: bytes):
 def quarantine_row(row_json: str, qualified: str, key: bytes) -> str:
     """One row of a held-back batch as it may be kept: each column treated by its tag, any raw
     identifier left in the text pseudonymised, image bytes removed, cut at :data:`ROW_LIMIT`."""
-    from impetus.privacy import redact_text
+    from impetus.privacy import redacted_excerpt
 
     properties = load_schema(qualified)["properties"]
     try:
@@ -89,7 +89,7 @@ def quarantine_row(row_json: str, qualified: str, key: bytes) -> str:
     except ValueError:
         text = row_json
     text = _BLOB.sub(lambda m: f"<{len(m.group(0))} base64 characters removed>", text)
-    return redact_text(text, key)[:ROW_LIMIT]
+    return redacted_excerpt(text, ROW_LIMIT, key)
 
 
 @dataclass

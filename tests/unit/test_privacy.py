@@ -120,3 +120,18 @@ def test_keyring_from_environment_file_and_rotation(tmp_path):
     assert load_keyring(settings, env={"IMPETUS_PSEUDONYM_KEY": KEY.hex()}).current == KEY
     with pytest.raises(PrivacyConfigError, match="shorter than 16 bytes"):
         load_keyring(settings, env={"IMPETUS_PSEUDONYM_KEY": "short"})
+
+
+def test_an_excerpt_is_redacted_before_it_is_cut_and_never_keeps_part_of_a_value():
+    from impetus.privacy import redacted_excerpt
+
+    key = bytes(32)
+    # the cut falls inside the raw e-mail: cut first, "kari.nordm" would be kept raw
+    text = "x" * 90 + " kari.nordmann@example.no rest"
+    excerpt = redacted_excerpt(text, 100, key)
+    assert "kari" not in excerpt and "nordm" not in excerpt
+    # the cut falls inside the pseudonym that replaced it: the part is dropped, not kept
+    assert excerpt == "x" * 90 + " "
+    whole = redacted_excerpt(text, 200, key)
+    assert whole == "x" * 90 + " " + pseudonym("kari.nordmann@example.no", key) + " rest"
+    assert [len(m) for m in PSEUDONYM.findall(redacted_excerpt("a " * 10 + "10.0.0.1 " * 50, 150, key))] == [23] * 5
