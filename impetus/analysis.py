@@ -36,7 +36,7 @@ from typing import Callable
 
 from impetus.config import Settings
 from impetus.detect.urban import BASELINE_NAME, WEEKDAYS
-from impetus.lake import LakeError, conform, declared, table_exists, table_path
+from impetus.lake import LakeError, conform, declared, table_exists, table_path, within_retention
 from impetus.topics import tenant_timezones
 
 HOTSPOTS, TRENDS, BEFORE_AFTER = "gold.hotspots", "gold.trends", "gold.before_after"
@@ -290,7 +290,10 @@ def write_table(spark, settings: Settings, frame, qualified: str, tenant: str | 
     path = table_path(settings, qualified)
     if tenant and not TENANT_NAME.fullmatch(tenant):
         raise ValueError(f"{tenant!r} is not a tenant name (lower-case letters, digits, '_' and '-')")
-    rows = conform(frame, qualified).cache()
+    rows = conform(frame, qualified)
+    if promotion is not None:
+        rows = within_retention(rows, qualified, promotion.now)
+    rows = rows.cache()
     try:
         if promotion is None or promotion.admit(rows, qualified, source):
             writer = rows.write.format("delta").mode("overwrite").partitionBy(

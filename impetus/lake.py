@@ -513,6 +513,18 @@ GOLD_BUILDERS = {
 }
 
 
+def within_retention(frame, qualified: str, now):
+    """The rows of ``frame`` that table ``qualified`` may keep at ``now`` (rows without a time stay).
+
+    Gold is recomputed hourly from silver, while retention runs daily: in between, silver holds
+    rows that have just passed their retention, and a gold table computed from them would break
+    its own retention rule at its gate. Gold is computed from what may be kept instead."""
+    from impetus.governance import retention_policy
+
+    expired = retention_policy(qualified, declared(qualified)).predicate(now)
+    return frame if expired is None else frame.where(f"NOT coalesce(({expired}), false)")
+
+
 # the silver tables each gold table is computed from
 GOLD_INPUTS = {
     "sensor_hourly": "silver.sensor_readings", "sensor_profile": "silver.sensor_readings",
@@ -546,7 +558,7 @@ def build_gold(settings: Settings, names: list[str] | None = None, log=progress,
             summaries.append({"table": qualified, "rows": None})
             continue
         path = settings.lake_path("gold", name)
-        frame = conform(frame, qualified).cache()
+        frame = within_retention(conform(frame, qualified), qualified, promotion.now).cache()
         try:
             admitted = promotion.admit(frame, qualified, GOLD_INPUTS[name])
             if admitted:

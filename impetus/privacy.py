@@ -229,20 +229,25 @@ def redact_syslog_line(line: str, key: bytes, received_time: str | None = None) 
     :func:`redact_text` (addresses, e-mail...). The syslog header (time, host, program) stays
     readable so the line can still be parsed (:mod:`impetus.detect.syslog` accepts pseudonyms
     where it expects an address)."""
-    from impetus.detect.syslog import SyslogParseError, parse_line, security_event
+    from impetus.detect.syslog import SyslogParseError, parse_line, user_spans
 
     try:
-        event = security_event(parse_line(line, received_time))
+        record = parse_line(line, received_time)
     except (SyslogParseError, ValueError):
-        event = None
-    users = {event["user"]} if event and event.get("user") else set()
-    if event and event.get("command"):
-        # sudo logs the target user too: "USER=root"
-        users.update(re.findall(r"\bUSER=(\S+)", line))
-    for user in sorted(users, key=len, reverse=True):
-        if PSEUDONYM.fullmatch(user):
-            continue
-        line = re.sub(rf"(?<![\w.-]){re.escape(user)}(?![\w-])", pseudonym(user, key), line)
+        record = None
+    offset = line.rfind(record["message"]) if record and record.get("message") else -1
+    if offset >= 0:
+        spans = [(offset + start, offset + end) for start, end in user_spans(record)]
+        users = {line[start:end] for start, end in spans} - {""}
+        # the names where the message puts them, right to left so the positions stay valid
+        for start, end in sorted(spans, reverse=True):
+            name = line[start:end]
+            if not PSEUDONYM.fullmatch(name):
+                line = line[:start] + pseudonym(name, key) + line[end:]
+        # and wherever else a name is a value or a path component (PWD=/home/bob)
+        for user in sorted(users, key=len, reverse=True):
+            if not PSEUDONYM.fullmatch(user):
+                line = re.sub(rf"(?<=[/=]){re.escape(user)}(?![\w-])", pseudonym(user, key), line)
     return redact_text(line, key)
 
 

@@ -362,6 +362,37 @@ def _sudo_event(record: dict, message: str) -> dict | None:
                   method=refusal[0] if refusal else None)
 
 
+def user_spans(record: dict) -> list[tuple[int, int]]:
+    """Where the user names are in a parsed record's message: ``[(start, end), ...]``.
+
+    The name an OpenSSH message is about (``for invalid user NAME from``), the ``user=`` and
+    ``ruser=`` of a PAM failure, the user at the start of a sudo line and its ``USER=`` target.
+    Positions, not values: a user called ``user`` or ``invalid`` must not take the message's
+    own words with it when the name is replaced (:func:`impetus.privacy.redact_syslog_line`)."""
+    message, app = record["message"], record["app"]
+    spans = []
+    pam = _PAM_FAILURE.match(message)
+    if pam:
+        start = pam.start("fields")
+        spans += [(start + m.start(2), start + m.end(2)) for m in _PAM_FIELD.finditer(pam.group("fields"))
+                  if m.group(1) in ("user", "ruser") and m.group(2)]
+    elif app in SSHD_APPS:
+        for _, pattern in _SSH_PATTERNS:
+            match = pattern.match(message)
+            if match:
+                if match.group("user"):
+                    spans.append(match.span("user"))
+                break
+    elif app == "sudo":
+        line = _SUDO_LINE.match(message)
+        if line and "COMMAND=" in line.group("fields"):
+            spans.append(line.span("user"))
+            head = line.group("fields").split("COMMAND=", 1)[0]
+            start = line.start("fields")
+            spans += [(start + m.start(1), start + m.end(1)) for m in re.finditer(r"\bUSER=(\S+)", head)]
+    return spans
+
+
 def _firewall_event(record: dict, message: str) -> dict | None:
     if any(f"{field}=" not in message for field in ("IN", "SRC", "DST", "PROTO")):
         return None

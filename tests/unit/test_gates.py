@@ -283,3 +283,21 @@ def test_a_failed_gate_becomes_a_data_quality_alert_for_operations():
     assert data_quality_alert(medium)["severity"] == "medium"
     with pytest.raises(ValueError, match="passed its gate"):
         data_quality_alert(dataclasses.replace(result, success=True, failures=[], failed=0))
+
+
+def test_gold_is_computed_from_what_it_may_keep_so_rows_silver_still_holds_past_retention_stay_out(spark, settings):
+    from impetus.lake import within_retention
+
+    def counts(hour, **values):
+        return {"tenant": "oslo", "category": "brute_force", "detector_name": "ssh_brute_force", "area": "",
+                "severity": "high", "hour": hour, "hour_of_week": 10, "alerts": 1, "occurrences": 1,
+                "confirmed": 0, "dismissed": 0, "event_month": hour.date().replace(day=1), **values}
+
+    rows = [counts(HOUR), counts(NOW - timedelta(days=399)), counts(NOW - timedelta(days=401)),
+            counts(datetime(2019, 3, 6, tzinfo=timezone.utc))]
+    kept = within_retention(frame(spark, "gold.alert_counts", rows), "gold.alert_counts", NOW)
+    assert sorted(r["hour"].date() for r in kept.collect()) == [(NOW - timedelta(days=399)).date(), HOUR.date()]
+    assert validate(kept, "gold.alert_counts", settings, now=NOW, docs=False).success
+    # a table without a time column is kept whole
+    profile = frame(spark, "gold.area_profile", [])
+    assert within_retention(profile, "gold.area_profile", NOW) is profile

@@ -135,3 +135,22 @@ def test_an_excerpt_is_redacted_before_it_is_cut_and_never_keeps_part_of_a_value
     whole = redacted_excerpt(text, 200, key)
     assert whole == "x" * 90 + " " + pseudonym("kari.nordmann@example.no", key) + " rest"
     assert [len(m) for m in PSEUDONYM.findall(redacted_excerpt("a " * 10 + "10.0.0.1 " * 50, 150, key))] == [23] * 5
+
+
+@pytest.mark.parametrize("name", ["user", "invalid", "password", "from", "bob"])
+def test_a_user_name_that_is_also_a_word_of_the_message_replaces_only_the_name(name):
+    line = f"<38>May  1 10:00:00 gw sshd[7]: Failed password for invalid user {name} from 203.0.113.7 port 4 ssh2"
+    treated = redact_syslog_line(line, KEY, "2026-05-01T10:00:01Z")
+    assert treated == ("<38>May  1 10:00:00 gw sshd[7]: Failed password for invalid user "
+                       f"{pseudonym(name, KEY)} from {pseudonym('203.0.113.7', KEY)} port 4 ssh2")
+    # and silver parses the treated line back: the user is the pseudonym
+    event = security_event(parse_line(treated, "2026-05-01T10:00:01Z"))
+    assert event["user"] == pseudonym(name, KEY) and event["src_ip"] == pseudonym("203.0.113.7", KEY)
+
+
+def test_sudo_names_are_replaced_where_they_stand_and_in_paths():
+    line = "<85>May  1 10:00:00 gw sudo:      bob : TTY=pts/0 ; PWD=/home/bob ; USER=root ; COMMAND=/bin/ls /home/bob"
+    treated = redact_syslog_line(line, KEY, "2026-05-01T10:00:01Z")
+    bob, root = pseudonym("bob", KEY), pseudonym("root", KEY)
+    assert treated == (f"<85>May  1 10:00:00 gw sudo:      {bob} : TTY=pts/0 ; PWD=/home/{bob} ; USER={root} ; "
+                       f"COMMAND=/bin/ls /home/{bob}")
