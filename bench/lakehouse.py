@@ -56,7 +56,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from streaming import Sampler, delete_topics, log  # noqa: E402 - shared with the sibling benchmark
+from streaming import Sampler, delete_topics, log, pyplot  # noqa: E402 - shared with the sibling benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).resolve()
@@ -933,13 +933,8 @@ def num(value, digits: int = 0) -> str:
 
 
 def chart(results: dict, path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log("matplotlib is not installed: no chart")
+    plt = pyplot()
+    if plt is None:
         return
     land, query = results.get("landing"), results.get("queries")
     panels = [p for p in (land, query) if p]

@@ -559,7 +559,8 @@ def fmt(value) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
-def chart(results: dict, path: Path) -> None:
+def pyplot():
+    """matplotlib's pyplot without a display, or None (and a note) when matplotlib is missing."""
     try:
         import matplotlib
 
@@ -567,6 +568,13 @@ def chart(results: dict, path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         log("matplotlib is not installed: no chart")
+        return None
+    return plt
+
+
+def chart(results: dict, path: Path) -> None:
+    plt = pyplot()
+    if plt is None:
         return
     entries = results["throughput"]
     if not entries:

@@ -146,19 +146,11 @@ def _parse_duration(text: str, what: str, qualified: str) -> timedelta | None:
 
 
 def time_column(schema: dict) -> str | None:
-    """The column the table's age is measured on: ``x-retention-column`` when declared (quarantine
-    ages from when a row was quarantined), else ``event_time``, else its first date-time column
-    (``received_time``, ``hour``, ``decided_at``...), else its first date column."""
-    properties = schema["properties"]
-    if schema.get("x-retention-column") in properties:
-        return schema["x-retention-column"]
-    if properties.get("event_time", {}).get("format") == "date-time":
-        return "event_time"
-    for wanted in ("date-time", "date"):
-        for name, prop in properties.items():
-            if prop.get("format") == wanted:
-                return name
-    return None
+    """The column the table's age is measured on: the one retention deletes by
+    (:func:`impetus.governance.retention_policy`), so the gate and the retention run agree."""
+    from impetus.governance import retention_policy
+
+    return retention_policy(schema.get("title", "table"), schema).column
 
 
 def dropped_fields() -> list[str]:

@@ -54,6 +54,12 @@ class GatesFailed(RuntimeError):
         super().__init__("\n".join(lines))
 
 
+def _inherit(child: dict, tag: str) -> dict:
+    """A nested field's declaration with its own tag, or its parent's when it has none."""
+    own = child.get("x-privacy") or "none"
+    return {**child, "x-privacy": own if own != "none" else tag}
+
+
 def _treat(value, prop: dict, key: bytes):
     """A value of a quarantined row, treated by its declared tag (a leak is why a batch is here)."""
     from impetus.privacy import PSEUDONYM, pseudonym, redact_text
@@ -64,10 +70,9 @@ def _treat(value, prop: dict, key: bytes):
     if isinstance(value, dict):
         inner = prop.get("properties") or {}
         items = prop.get("additionalProperties") if isinstance(prop.get("additionalProperties"), dict) else {}
-        return {k: _treat(v, {"x-privacy": tag, **inner.get(k, items)} if tag != "none" else inner.get(k, items), key)
-                for k, v in value.items()}
+        return {k: _treat(v, _inherit(inner.get(k, items), tag), key) for k, v in value.items()}
     if isinstance(value, list):
-        return [_treat(v, {**(prop.get("items") or {}), "x-privacy": tag}, key) for v in value]
+        return [_treat(v, _inherit(prop.get("items") or {}, tag), key) for v in value]
     if tag == "pseudonymise":
         text = str(value)
         return text if PSEUDONYM.fullmatch(text) else pseudonym(text, key)
@@ -76,16 +81,16 @@ def _treat(value, prop: dict, key: bytes):
     return value
 
 
-def quarantine_row(row_json: str, qualified: str, key: bytes) -> str:
+def quarantine_row(row_json: str, qualified: str, key: bytes, properties: dict | None = None) -> str:
     """One row of a held-back batch as it may be kept: each column treated by its tag, any raw
-    identifier left in the text pseudonymised, image bytes removed, cut at :data:`ROW_LIMIT`."""
+    identifier left in the text pseudonymised, image bytes removed, cut at :data:`ROW_LIMIT`.
+    ``properties`` (the table's declared columns) saves looking them up for every row."""
     from impetus.privacy import redacted_excerpt
 
-    properties = load_schema(qualified)["properties"]
+    properties = properties if properties is not None else load_schema(qualified)["properties"]
     try:
         row = json.loads(row_json)
-        text = json.dumps({k: _treat(v, properties.get(k, {}), key) for k, v in row.items()}, ensure_ascii=False,
-                          sort_keys=False)
+        text = json.dumps({k: _treat(v, properties.get(k, {}), key) for k, v in row.items()}, ensure_ascii=False)
     except ValueError:
         text = row_json
     text = _BLOB.sub(lambda m: f"<{len(m.group(0))} base64 characters removed>", text)
@@ -145,9 +150,11 @@ class Promotion:
         key = load_keyring(self.settings).current
         qualified = result.table
 
+        properties = load_schema(qualified)["properties"]
+
         @pandas_udf("string")
         def treat(rows_json: pd.Series) -> pd.Series:
-            return rows_json.map(lambda text: quarantine_row(text, qualified, key))
+            return rows_json.map(lambda text: quarantine_row(text, qualified, key, properties))
 
         gate_json = result.to_json()
         frame = (rows.select(F.to_json(F.struct(*[F.col(f"`{c}`") for c in rows.columns])).alias("row_json"))
