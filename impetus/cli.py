@@ -6,8 +6,8 @@
     impetus replay cyber | text           labelled synthetic syslog/flows | social/CTI posts
     impetus rules add | list | pause | resume | delete | kinds
                                           runtime detection rules (the compacted `rules` topic)
-    impetus models build urban-baseline | flow-anomaly
-                                          train what the streaming jobs load
+    impetus models build | retrain | list | promote
+                                          train from the lake, MLflow registry, @champion promotion
     impetus lake build | land | silver | gold | optimize | tables | catalogue | keygen | retention | inventory
                                           the Delta lake: anonymised landing, bronze/silver/gold, retention
     impetus airflow up | down | status | dags | run ARGS
@@ -262,9 +262,41 @@ def _cmd_replay_text(args, settings) -> int:
 
 
 def _cmd_models(args, settings) -> int:
-    from impetus.models import build_model
+    if args.action == "build":
+        from impetus.models import build_model
 
-    return build_model(settings, args.name, args.options)
+        return build_model(settings, args.name, args.options)
+    from impetus import registry, retraining
+
+    if args.action == "retrain":
+        result = retraining.retrain(settings, args.name.replace("-", "_"), seed=args.seed,
+                                    promote=not args.no_promote, control_topic=args.control_topic)
+        print(json.dumps(result, indent=2) if args.json else "\n".join(retraining.summary_lines(result)))
+        return 0
+    if args.action == "promote":
+        message = retraining.promote_version(settings, args.name.replace("-", "_"), args.version, args.reason,
+                                             control_topic=args.control_topic)
+        print(f"{message['model']} version {message['version']} is @champion; announced on {args.control_topic}")
+        return 0
+    names = [args.name.replace("-", "_")] if args.name else sorted(registry.load_lifecycles(settings))
+    rows = [row for name in names for row in registry.versions(settings, name)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no registered versions of {', '.join(names)} in {settings.mlflow_tracking_uri} "
+              f"(impetus models retrain <name>)")
+        return 0
+    print(f"{'model':<16} {'version':>7}  {'aliases':<10} {'decision':<9} {'created':<26} metrics")
+    for row in rows:
+        spec = registry.load_lifecycles(settings).get(row["model"])
+        metric = spec.metric if spec else ""
+        shown = f"{metric}={row['metrics'].get(metric)}" if metric in row["metrics"] else ""
+        if spec and f"champion_{metric}" in row["metrics"]:
+            shown += f" (champion then {row['metrics'][f'champion_{metric}']})"
+        print(f"{row['model']:<16} {row['version']:>7}  {','.join(row['aliases']) or '-':<10} "
+              f"{row['decision'] or '-':<9} {row['created']:<26} {shown}")
+    return 0
 
 
 def _cmd_demo(args, settings) -> int:
@@ -513,15 +545,39 @@ def build_parser() -> argparse.ArgumentParser:
                                    help="also publish the example rules the planted hits are labelled for")
         synthetic.set_defaults(run=_cmd_replay_cyber if feed == "cyber" else _cmd_replay_text)
 
-    models = commands.add_parser("models", help="build the artefacts the streaming jobs load",
-                                 description="Build a model into the models folder (IMPETUS_MODELS_DIR, var/models): "
-                                             "urban-baseline (median/MAD per sensor and hour of week from the "
-                                             "Auckland history), flow-anomaly (IsolationForest exported to ONNX). "
-                                             "Options after the name go to its script, e.g. "
-                                             "`impetus models build urban-baseline -- --evaluate`.")
-    models.add_argument("action", choices=("build",))
-    models.add_argument("name", choices=("urban-baseline", "flow-anomaly"))
-    models.add_argument("options", nargs=argparse.REMAINDER, help="options for the build script")
+    models = commands.add_parser(
+        "models", help="build, retrain, list and promote the models the streaming jobs load",
+        description="build: train a model from its bundled source data into the models folder (IMPETUS_MODELS_DIR, "
+                    "var/models), the jobs' fallback when the registry has no champion. retrain: train a candidate "
+                    "from the lake, log it to MLflow, compare it with @champion on a held-out window and promote it "
+                    "if it wins by the margin declared in models/lifecycle.yaml. list: the registered versions. "
+                    "promote: move @champion by hand (rollback), with a reason.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    model_actions = models.add_subparsers(dest="action", required=True, metavar="build|retrain|list|promote")
+    build = model_actions.add_parser("build", help="train from the bundled source data into var/models",
+                                     description="Options after the name go to its script, e.g. "
+                                                 "`impetus models build urban-baseline -- --evaluate`.")
+    build.add_argument("name", choices=("urban-baseline", "flow-anomaly"))
+    build.add_argument("options", nargs=argparse.REMAINDER, help="options for the build script")
+    retrain = model_actions.add_parser(
+        "retrain", help="retrain from the lake, log to MLflow, promote if better by the declared margin",
+        description="Reads the model's training table (models/lifecycle.yaml) at its current Delta version, holds "
+                    "out the newest window, trains a candidate, scores it and @champion on that window, logs one "
+                    "MLflow run and registers the version; moves @champion and announces it on models.control when "
+                    "the candidate wins by the declared margin. Exit 0 whether promoted or not; the reason is printed.")
+    retrain.add_argument("name", choices=("flow_anomaly", "urban_baseline", "flow-anomaly", "urban-baseline"))
+    retrain.add_argument("--seed", type=int, default=0, help="training seed (default %(default)s)")
+    retrain.add_argument("--no-promote", action="store_true", help="evaluate and register only")
+    retrain.add_argument("--control-topic", default="models.control", help="where to announce a promotion")
+    retrain.add_argument("--json", action="store_true", help="the run's summary as JSON")
+    listing = model_actions.add_parser("list", help="registered versions, aliases, decisions and metrics")
+    listing.add_argument("name", nargs="?", help="one model (default: every model in models/lifecycle.yaml)")
+    listing.add_argument("--json", action="store_true")
+    promote = model_actions.add_parser("promote", help="make a version @champion by hand (e.g. a rollback)")
+    promote.add_argument("name")
+    promote.add_argument("version")
+    promote.add_argument("--reason", required=True, help="why; recorded on the version")
+    promote.add_argument("--control-topic", default="models.control", help="where to announce it")
     models.set_defaults(run=_cmd_models)
 
     rules = commands.add_parser(
@@ -623,6 +679,7 @@ def main(argv=None) -> int:
     from impetus.landing import LandingError
     from impetus.privacy import PrivacyConfigError
     from impetus.promotion import GatesFailed
+    from impetus.retraining import RetrainingError
     from impetus.rules import RuleError
     from impetus.schemas import SchemaError
     from impetus.stack import StackError
@@ -632,7 +689,7 @@ def main(argv=None) -> int:
         settings = load_settings(args.profile)
         return args.run(args, settings)
     except (ConfigError, StackError, SchemaError, LandingError, JobFailed, RuleError, LakeError,
-            PrivacyConfigError, GovernanceError) as err:
+            PrivacyConfigError, GovernanceError, RetrainingError) as err:
         print(f"impetus: error: {err}", file=sys.stderr)
         return 2
     except GatesFailed as err:

@@ -55,6 +55,8 @@ class Settings:
     checkpoint_uri: str
     # MLflow and Airflow
     mlflow_tracking_uri: str
+    # where new MLflow experiments keep their artefacts; empty = the tracking server's default
+    mlflow_artifact_uri: str
     airflow_home: Path
     # port of the local Airflow API server and UI (`impetus airflow up`)
     airflow_port: int
@@ -118,6 +120,7 @@ def _local_defaults(home: Path, var: Path) -> dict:
         "lake_uri": (var / "lake").as_uri(),
         "checkpoint_uri": (var / "checkpoints").as_uri(),
         "mlflow_tracking_uri": f"sqlite:///{var / 'mlflow' / 'mlflow.db'}",
+        "mlflow_artifact_uri": (var / "mlflow" / "artifacts").as_uri(),
         "airflow_home": var / "airflow",
         "airflow_port": 8080,
         "models_dir": var / "models",
@@ -139,6 +142,7 @@ def _cluster_defaults(home: Path, var: Path) -> dict:
     values = _local_defaults(home, var)
     values.update({name: None for name in _CLUSTER_REQUIRED})
     values["flink_parallelism"] = 2
+    values["mlflow_artifact_uri"] = ""  # the MLflow server's artefact store
     return values
 
 

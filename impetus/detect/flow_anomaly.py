@@ -118,13 +118,15 @@ def feature_matrix(flows: list[dict]):
     return np.asarray([flow_features(flow) for flow in flows], dtype=np.float32).reshape(len(flows), len(FEATURES))
 
 
-def fit_isolation_forest(flows: list[dict], seed: int = 0, contamination: float = DEFAULT_CONTAMINATION):
-    """The scikit-learn IsolationForest behind :func:`train_flow_model`, before export."""
+def fit_isolation_forest(flows, seed: int = 0, contamination: float = DEFAULT_CONTAMINATION):
+    """The scikit-learn IsolationForest behind :func:`train_flow_model`, before export.
+
+    ``flows``: flow documents, or their :func:`feature_matrix` (e.g. rows of ``gold.flow_features``)."""
     from sklearn.ensemble import IsolationForest
 
     model = IsolationForest(n_estimators=N_ESTIMATORS, max_samples=MAX_SAMPLES, contamination=contamination,
                             random_state=seed)
-    return model.fit(feature_matrix(flows))
+    return model.fit(flows if hasattr(flows, "shape") else feature_matrix(flows))
 
 
 def export_onnx(model) -> bytes:
@@ -145,9 +147,11 @@ def export_onnx(model) -> bytes:
     return graph.SerializeToString()
 
 
-def train_flow_model(flows: list[dict], seed: int = 0, contamination: float = DEFAULT_CONTAMINATION,
+def train_flow_model(flows, seed: int = 0, contamination: float = DEFAULT_CONTAMINATION,
                      source: str = "caller-supplied flows") -> tuple[bytes, dict]:
     """Fit the IsolationForest on (assumed normal) ``flows`` and export it: (ONNX bytes, metadata).
+
+    ``flows`` are flow documents or their :func:`feature_matrix`.
 
     Same flows, seed and library versions give identical bytes, hence the same version.
     ``source`` says where the flows came from, for the model card and registry.
@@ -155,7 +159,7 @@ def train_flow_model(flows: list[dict], seed: int = 0, contamination: float = DE
     import sklearn
     import skl2onnx
 
-    if not flows:
+    if len(flows) == 0:
         raise ValueError("no flows to train on")
     onnx_bytes = export_onnx(fit_isolation_forest(flows, seed, contamination))
     digest = hashlib.sha256(onnx_bytes).hexdigest()
@@ -241,8 +245,16 @@ class FlowScorer:
         """One score per flow (lower is more anomalous), in input order."""
         if not flows:
             return []
-        (scores,) = self._open().run([SCORE_OUTPUT], {INPUT_NAME: feature_matrix(flows)})
-        return [float(value) for value in scores.reshape(-1)]
+        return [float(value) for value in self.score_matrix(feature_matrix(flows))]
+
+    def score_matrix(self, matrix):
+        """Scores of rows already turned into :data:`FEATURES` (float32 array (n, len(FEATURES)))."""
+        import numpy as np
+
+        if len(matrix) == 0:
+            return np.zeros(0, dtype=np.float32)
+        (scores,) = self._open().run([SCORE_OUTPUT], {INPUT_NAME: np.asarray(matrix, dtype=np.float32)})
+        return scores.reshape(-1)
 
     def is_anomalous(self, score: float, threshold: float | None = None) -> bool:
         return score < (self.threshold if threshold is None else threshold)
