@@ -247,7 +247,8 @@ def versions(settings: Settings, name: str) -> list[dict]:
     rows = []
     for version in sorted(found, key=lambda v: int(v.version), reverse=True):
         metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
-        rows.append({"model": name, "version": version.version, "aliases": sorted(aliases.get(str(version.version), [])),
+        rows.append({"model": name, "version": version.version,
+                     "aliases": sorted(aliases.get(str(version.version), [])),
                      "created": datetime.fromtimestamp(version.creation_timestamp / 1000, timezone.utc)
                      .isoformat(timespec="seconds"),
                      "decision": (version.tags or {}).get(TAG_DECISION, ""),
@@ -279,7 +280,6 @@ def load_artefact(settings: Settings, name: str, reference: str | int = "@" + CH
     hash is checked and kept as ``build``; the registry version becomes ``version``.
     """
     reference = str(reference)
-    uri = f"models:/{name}{reference}" if reference.startswith("@") else model_uri(name, reference)
     client = mlflow_client(settings)
     if reference.startswith("@"):
         version = client.get_model_version_by_alias(name, reference[1:]).version
@@ -342,8 +342,8 @@ def log_baseline(baseline: dict, folder: Path, sample, registered_name: str):
         warnings.simplefilter("ignore", UserWarning)
         return mlflow.pyfunc.log_model(name="model", python_model=model, artifacts={"baseline": str(path)},
                                        signature=infer_signature(sample, expected),
-                                       metadata={key: baseline[key] for key in ("name", "version", "training_window",
-                                                                                 "samples", "created_from")},
+                                       metadata={key: baseline[key] for key in
+                                                 ("name", "version", "training_window", "samples", "created_from")},
                                        registered_model_name=registered_name, pip_requirements=["pandas"])
 
 

@@ -28,7 +28,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from impetus.config import Settings
-from impetus.lake import LakeError, progress, table_exists, table_path
+from impetus.lake import progress, table_exists, table_path
 from impetus.registry import (
     CONTROL_TOPIC, TAG_DECISION, TAG_REASON, Lifecycle, champion_version, download, experiment_id, judge,
     lifecycle, log_baseline, log_flow_model, mlflow_client, read_artefact, require_broker, set_champion,
@@ -350,5 +350,3 @@ def summary_lines(result: dict) -> list[str]:
         lines.append(f"  champion  v{result['champion_version']} {json.dumps(result['champion'])}")
     lines.append(f"  mlflow    experiment {result['experiment']}, run {result['run_id']}")
     return lines
-
-
