@@ -174,22 +174,33 @@ def kafka_sink(settings: Settings, topic: str | None = None, topic_selector=None
     return builder.build()
 
 
-def rules_stream(env, settings: Settings, bounded: bool, job_name: str, topic: str = "rules"):
-    """The ``rules`` topic as a broadcast stream, and the state descriptor that holds the rules.
+def rules_stream(env, settings: Settings, bounded: bool, job_name: str, topic: str = "rules",
+                 control_topic: str | None = None):
+    """The ``rules`` topic (and ``models.control``) as one broadcast stream, and the state descriptor
+    that holds what it delivered.
 
     Every rule document is broadcast to every parallel instance of the detector, which
     keeps them in broadcast state (rule_id -> JSON) and applies them from the next event
-    on: adding, changing, pausing or deleting a rule needs no restart. The rules source
-    is marked idle at once, so its quiet stream never holds back the event-time clock.
+    on: adding, changing, pausing or deleting a rule needs no restart. Rules are read from
+    the beginning of the compacted topic. ``control_topic`` is read from its end as of
+    submission (the job starts with the registry's current champion; later announcements
+    make it load another version) and kept in the same state (``model:<name>`` -> message).
+    Both sources are marked idle at once, so their quiet streams never hold back the event-time clock.
     """
     from pyflink.common import Duration, Types, WatermarkStrategy
     from pyflink.datastream.state import MapStateDescriptor
 
+    from impetus.topics import end_offsets
+
     descriptor = MapStateDescriptor("rules", Types.STRING(), Types.STRING())
+    strategy = WatermarkStrategy.for_monotonous_timestamps().with_idleness(Duration.of_millis(200))
     source = kafka_source(settings, topic, f"impetus-{job_name}-rules-{_unique_suffix()}", bounded=bounded,
                           offsets=None)
-    strategy = WatermarkStrategy.for_monotonous_timestamps().with_idleness(Duration.of_millis(200))
     raw = env.from_source(source, strategy, f"kafka: {topic}")
+    if control_topic:
+        control = kafka_source(settings, control_topic, f"impetus-{job_name}-control-{_unique_suffix()}",
+                               bounded=bounded, offsets=end_offsets(settings, control_topic) or None)
+        raw = raw.union(env.from_source(control, strategy, f"kafka: {control_topic}"))
     return raw.broadcast(descriptor), descriptor
 
 

@@ -10,7 +10,11 @@
   one event-time timer per key, and delegates the detection itself to a *logic*
   object from ``impetus.detect.streams`` — plain Python that the unit tests, the
   benchmarks' plain-consumer baseline and the batch evaluation run without Flink.
-  Alerts pass through :mod:`impetus.detect.suppression` before they leave.
+  Alerts pass through :mod:`impetus.detect.suppression` before they leave. The same
+  broadcast carries ``models.control``: a logic object that names the models it uses in
+  ``MODELS`` and has ``model_version(name)`` / ``load_model(name, version)`` switches to an
+  announced version between two events (a version that fails to load is reported and the
+  current one kept); the version in use is kept in broadcast state, so a restored job loads it again.
 
 A logic object provides ``key(doc) -> str``, ``on_event(state, doc, book, ts_ms) ->
 (state, alerts)``, ``on_timer(state, ts_ms, book, end_of_input) -> (state, alerts)``
@@ -124,6 +128,15 @@ def accounting(job: str, run_id: str):
     return Accounting()
 
 
+def _is_control(value: str) -> bool:
+    """Whether a broadcast message is a ``models.control`` announcement rather than a rule."""
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and "model" in doc and "action" in doc and "rule_id" not in doc
+
+
 def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], defaults: dict[str, dict],
              suppress_window_ms: int, out_of_orderness_ms: int):
     """A KeyedBroadcastProcessFunction running ``logic`` per key, with rules and suppression.
@@ -148,6 +161,8 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             self.metric_alerts = metrics.counter("alerts_out")
             self.metric_suppressed = metrics.counter("alerts_suppressed")
             self.metric_bad_rules = metrics.counter("rules_rejected")
+            self.metric_model_loads = metrics.counter("model_versions_loaded")
+            self.metric_model_failures = metrics.counter("model_loads_failed")
             self.book = None
             self.newest = None  # newest record timestamp this instance has seen
             self.subtask = runtime_context.get_index_of_this_subtask()
@@ -161,10 +176,42 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             if self.book is None:
                 self.book = RuleBook(initial_rules, defaults)
                 for _, text in ctx.get_broadcast_state(rules_descriptor).items():
-                    self.book.apply(json.loads(text))
+                    if _is_control(text):
+                        self._switch_model(json.loads(text))
+                    else:
+                        self.book.apply(json.loads(text))
             return self.book
 
+        def _switch_model(self, message: dict) -> None:
+            """Load the announced model version if this detector uses that model (one of ``logic.MODELS``)."""
+            if message["model"] not in getattr(logic, "MODELS", ()):
+                return
+            if logic.model_version(message["model"]) == message["version"]:
+                return
+            try:
+                logic.load_model(message["model"], message["version"])
+            except Exception as err:  # a broken or unreachable version must not stop detection
+                self.metric_model_failures.inc()
+                print(f"[{job}] could not load {message['model']} version {message['version']} "
+                      f"({type(err).__name__}: {err}); keeping version {logic.model_version(message['model'])}",
+                      flush=True)
+            else:
+                self.metric_model_loads.inc()
+                print(f"[{job}] now using {message['model']} version {message['version']}", flush=True)
+
         def process_broadcast_element(self, value, ctx):
+            if _is_control(value):
+                doc = json.loads(value)
+                try:
+                    check_payload("models.control", value)
+                except PayloadRejected as err:
+                    self.metric_bad_rules.inc()
+                    print(f"[{job}] ignored an invalid models.control message: {err}", flush=True)
+                    return
+                # kept, so that a job restored from a checkpoint loads the version it was using
+                ctx.get_broadcast_state(rules_descriptor).put(f"model:{doc['model']}", value)
+                self._switch_model(doc)
+                return
             try:
                 rule = check_rule(json.loads(value))
             except ValueError as err:

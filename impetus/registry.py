@@ -222,8 +222,8 @@ def set_champion(settings: Settings, client, name: str, version: str | int, reas
     client.set_registered_model_alias(name, CHAMPION, version)
     client.set_model_version_tag(name, version, TAG_DECISION, "promoted")
     client.set_model_version_tag(name, version, TAG_REASON, reason[:4000])
-    if previous is not None and previous.version != version:
-        client.set_model_version_tag(name, previous.version, "impetus.replaced_by", version)
+    if previous is not None and str(previous.version) != version:
+        client.set_model_version_tag(name, str(previous.version), "impetus.replaced_by", version)
     message = control_message(name, version)
     if announce:
         publish_control(settings, message, topic)
@@ -247,7 +247,7 @@ def versions(settings: Settings, name: str) -> list[dict]:
     rows = []
     for version in sorted(found, key=lambda v: int(v.version), reverse=True):
         metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
-        rows.append({"model": name, "version": version.version,
+        rows.append({"model": name, "version": str(version.version),
                      "aliases": sorted(aliases.get(str(version.version), [])),
                      "created": datetime.fromtimestamp(version.creation_timestamp / 1000, timezone.utc)
                      .isoformat(timespec="seconds"),
@@ -282,11 +282,29 @@ def load_artefact(settings: Settings, name: str, reference: str | int = "@" + CH
     reference = str(reference)
     client = mlflow_client(settings)
     if reference.startswith("@"):
-        version = client.get_model_version_by_alias(name, reference[1:]).version
+        version = str(client.get_model_version_by_alias(name, reference[1:]).version)
     else:
-        version = client.get_model_version(name, reference).version
+        version = str(client.get_model_version(name, reference).version)
     folder = download(settings, model_uri(name, version))
     return read_artefact(name, folder, str(version)), str(version)
+
+
+def champion_artefact(settings: Settings, name: str, log=print):
+    """What a job starts with: the registry's ``name@champion``, or None when the registry has none
+    (or cannot be reached: said, and the job falls back to the file built by ``impetus models build``)."""
+    uri = settings.mlflow_tracking_uri
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        return None  # no local registry yet
+    try:
+        client = mlflow_client(settings)
+        if champion_version(client, name) is None:
+            return None
+        artefact, version = load_artefact(settings, name, "@" + CHAMPION)
+    except Exception as err:  # the registry is an improvement over the file, not a precondition
+        log(f"registry at {uri} not usable for {name} ({type(err).__name__}: {err}); using the built file")
+        return None
+    log(f"{name}: version {version} (@{CHAMPION} in the MLflow registry)")
+    return artefact
 
 
 def read_artefact(name: str, folder: Path, version: str):

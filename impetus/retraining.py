@@ -268,7 +268,7 @@ def retrain(settings: Settings, name: str, *, seed: int = 0, promote: bool = Tru
     champion_metrics = None
     if current is not None:
         log(f"[retrain {name}] scoring the champion, version {current.version}, on the same window ...")
-        champion = read_artefact(name, download(settings, f"models:/{name}/{current.version}"), current.version)
+        champion = read_artefact(name, download(settings, f"models:/{name}/{current.version}"), str(current.version))
         champion_metrics = trainer.evaluate(champion, data)
 
     log(f"[retrain {name}] training the candidate ...")
@@ -292,7 +292,7 @@ def retrain(settings: Settings, name: str, *, seed: int = 0, promote: bool = Tru
                                 if isinstance(value, (int, float)) and not math.isnan(value)})
         comparison = {"metric": spec.metric, "higher_is_better": spec.higher_is_better, "margin": spec.margin,
                       "margin_kind": spec.margin_kind, "candidate": metrics, "champion": champion_metrics,
-                      "champion_version": None if current is None else current.version,
+                      "champion_version": None if current is None else str(current.version),
                       "required": decision.required, "promote": decision.promote, "reason": decision.reason,
                       "training_table": data.table, "training_table_version": data.version,
                       "holdout_from": data.cutoff, "holdout_to": data.newest}
@@ -315,7 +315,7 @@ def retrain(settings: Settings, name: str, *, seed: int = 0, promote: bool = Tru
         log(f"[retrain {name}] version {version} stays a candidate: {decision.reason}")
     return {"model": name, "version": version, "promoted": bool(decision.promote and promote),
             "reason": decision.reason, "metric": spec.metric, "candidate": metrics, "champion": champion_metrics,
-            "champion_version": None if current is None else current.version, "run_id": run_id,
+            "champion_version": None if current is None else str(current.version), "run_id": run_id,
             "experiment": f"impetus/{name}", "training_table": data.table, "training_table_version": data.version,
             "holdout_from": data.cutoff, "holdout_to": data.newest, "train_rows": len(data.train),
             "holdout_rows": len(data.holdout), "control": control,

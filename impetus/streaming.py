@@ -6,7 +6,9 @@ A job declares its inputs (topic, schema, optional parser) and a logic object
     kafka(topic) --intake--> valid docs --key_by(logic.key)--+--detector(logic)--> alerts.<tenant>
                        '--> <topic>.dlq     kafka(rules) --broadcast--'
 
-and executes it. Every option has a default, so ``python jobs/streaming/<job>.py``
+and executes it. ``models.control`` joins the rules' broadcast: a logic object with a
+``load_model(name, version)`` method switches to an announced model version without a
+restart. Every option has a default, so ``python jobs/streaming/<job>.py``
 runs against the local stack as configured.
 """
 
@@ -39,6 +41,7 @@ class JobOptions:
     topics: dict[str, str] = field(default_factory=dict)       # declared input topic -> topic actually read
     offsets: dict[str, dict[int, int]] = field(default_factory=dict)
     rules_topic: str = "rules"
+    control_topic: str = "models.control"
     out_of_orderness_ms: int = 5000
     suppress_minutes: float = 15.0
     run_id: str = ""
@@ -64,6 +67,9 @@ def argument_parser(job: str, description: str, inputs: list[Input],
     parser.add_argument("--start-offsets", action="append", default=[], metavar="TOPIC=P:O,...",
                         help="start this input at these partition offsets instead of the group's; repeatable")
     parser.add_argument("--rules-topic", default="rules", help="topic with the runtime rules (default %(default)s)")
+    parser.add_argument("--control-topic", default="models.control",
+                        help="topic announcing promoted model versions to load without a restart "
+                             "(default %(default)s)")
     parser.add_argument("--out-of-orderness", type=float, default=out_of_orderness_s, metavar="SECONDS",
                         help="event-time disorder tolerated before an event counts as late (default %(default)s)")
     parser.add_argument("--suppress-minutes", type=float, default=15.0,
@@ -92,7 +98,8 @@ def options_from(args, inputs: list[Input], settings) -> JobOptions:
     return JobOptions(
         bounded=args.bounded, group_id=args.group_id, delivery=args.delivery, resume=args.resume,
         tenants=args.tenants.split(",") if args.tenants else tenants(settings), topics=topics, offsets=offsets,
-        rules_topic=args.rules_topic, out_of_orderness_ms=int(args.out_of_orderness * 1000),
+        rules_topic=args.rules_topic, control_topic=args.control_topic,
+        out_of_orderness_ms=int(args.out_of_orderness * 1000),
         suppress_minutes=args.suppress_minutes, run_id=args.run_id or uuid.uuid4().hex[:12])
 
 
@@ -204,7 +211,7 @@ def prepare(job: str, description: str, inputs: list[Input], argv=None, out_of_o
     print(json.dumps({"job": job, "run_id": options.run_id, "resume_from": resume,
                       "inputs": list(options.topics.values()), "delivery": options.delivery}), flush=True)
     env = stream_environment(settings, job, resume_from=resume, restart=not options.bounded)
-    rules, descriptor = rules_stream(env, settings, options.bounded, job, options.rules_topic)
+    rules, descriptor = rules_stream(env, settings, options.bounded, job, options.rules_topic, options.control_topic)
     initial = rules_snapshot(settings, options.rules_topic)
     return settings, options, env, rules, descriptor, initial
 

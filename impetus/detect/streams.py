@@ -25,9 +25,21 @@ class SensorWatch:
     end of the data, not evidence of a silent sensor, so no alert is raised then.
     """
 
+    MODELS = ("urban_baseline",)
+
     def __init__(self, configured_thresholds: dict[str, float], baseline: dict | None = None):
         self.configured = dict(configured_thresholds)
         self.baseline = baseline
+
+    def model_version(self, name: str) -> str | None:
+        return self.baseline["version"] if self.baseline else None
+
+    def load_model(self, name: str, version: str) -> None:
+        """Switch to a registered baseline version (announced on ``models.control``)."""
+        from impetus.config import load_settings
+        from impetus.registry import load_artefact
+
+        self.baseline, _ = load_artefact(load_settings(), name, version)
 
     @staticmethod
     def key(reading: dict) -> str:
@@ -149,8 +161,20 @@ class SourceWatch:
     when it has been built; without it that check is off.
     """
 
+    MODELS = ("flow_anomaly",)
+
     def __init__(self, flow_scorer=None):
         self.scorer = flow_scorer
+
+    def model_version(self, name: str) -> str | None:
+        return self.scorer.metadata["version"] if self.scorer else None
+
+    def load_model(self, name: str, version: str) -> None:
+        """Switch to a registered flow-model version (announced on ``models.control``)."""
+        from impetus.config import load_settings
+        from impetus.registry import load_artefact
+
+        self.scorer, _ = load_artefact(load_settings(), name, version)
 
     @staticmethod
     def key(doc: dict) -> str:

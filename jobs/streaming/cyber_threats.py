@@ -6,8 +6,10 @@ Reads ``security.syslog`` (RFC 3164 and RFC 5424 lines: OpenSSH, sudo, firewall)
   from it (critical, about the account); repeated sudo failures of one account;
 - ``port_scan``: many ports on one host, or one port on many hosts, probed by one source
   (from firewall blocks and from short flows);
-- ``flow_anomaly``: flows the IsolationForest model (ONNX, built by
-  ``impetus models build flow-anomaly``) scores as anomalous, e.g. exfiltration.
+- ``flow_anomaly``: flows the IsolationForest model (ONNX; the registry's
+  ``flow_anomaly@champion``, else the file built by ``impetus models build flow-anomaly``)
+  scores as anomalous, e.g. exfiltration. A version announced on ``models.control``
+  (``impetus models retrain|promote``) is loaded without a restart; alerts name the version.
 Every alert carries a suggested countermeasure. Lines that are not syslog and messages
 that fail validation go to ``<topic>.dlq`` with the reason; counts of every run go to
 ``jobs.accounting``. Rules on the ``rules`` topic apply without a restart.
@@ -29,12 +31,18 @@ OUT_OF_ORDERNESS_S = 5.0
 
 
 def load_flow_scorer(settings):
+    """The registry's flow_anomaly@champion, else the model built into the models folder, else None."""
     from impetus.detect.flow_anomaly import FlowScorer, load_model
+    from impetus.registry import champion_artefact
 
+    scorer = champion_artefact(settings, "flow_anomaly", log=lambda line: print(f"[{JOB_NAME}] {line}", flush=True))
+    if scorer is not None:
+        return scorer
     folder = settings.model_path("flow_anomaly")
     if not (folder / "model.onnx").is_file():
-        print(f"[{JOB_NAME}] no flow-anomaly model in {folder}: flow anomalies are off until it is built "
-              "(impetus models build flow-anomaly)", flush=True)
+        print(f"[{JOB_NAME}] no flow-anomaly model in the registry or in {folder}: flow anomalies are off until "
+              "one is promoted (impetus models retrain flow_anomaly) or built (impetus models build flow-anomaly); "
+              "a promotion announced on models.control switches them on without a restart", flush=True)
         return None
     return FlowScorer(*load_model(folder))
 

@@ -4,8 +4,9 @@ Reads ``sensors.readings`` and, per sensor, raises
 - ``threshold``: a reading above the hard limit of its kind (configuration
   ``sensor_thresholds``, overridable by ``sensor_threshold`` rules);
 - ``urban_anomaly``: a reading far from what is usual for that sensor at that hour of
-  the week (robust z-score against the ``urban_baseline`` built by
-  ``impetus models build urban-baseline``; without it this check is off);
+  the week (robust z-score against the registry's ``urban_baseline@champion``, else the
+  file built by ``impetus models build urban-baseline``; without either this check is
+  off; a version announced on ``models.control`` is loaded without a restart);
 - ``silent_sensor``: no reading for ``after_minutes`` of event time (event-time timers);
 - ``area_anomaly``: anomalies at several counters of one area within a window.
 Messages that fail validation go to ``sensors.readings.dlq`` with the reason; counts
@@ -30,8 +31,14 @@ OUT_OF_ORDERNESS_S = 600.0
 
 
 def load_baseline(settings):
+    """The registry's urban_baseline@champion, else the file built into the models folder, else None."""
     from impetus.detect.urban import load_baseline as read
+    from impetus.registry import champion_artefact
 
+    baseline = champion_artefact(settings, "urban_baseline",
+                                 log=lambda line: print(f"[{JOB_NAME}] {line}", flush=True))
+    if baseline is not None:
+        return baseline
     path = settings.model_path("urban_baseline") / "baseline.json"
     if not path.is_file():
         print(f"[{JOB_NAME}] no urban baseline at {path}: urban anomalies are off until it is built "

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -17,6 +18,12 @@ from impetus.config import load_settings
 from impetus.topics import admin_client
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# Tests never touch the MLflow registry of the checkout (var/mlflow): the jobs start with its
+# @champion when it has one. Every job and command the tests start inherits this empty one.
+_MLFLOW = Path(tempfile.mkdtemp(prefix="impetus-test-mlflow-"))
+os.environ["IMPETUS_MLFLOW_TRACKING_URI"] = f"sqlite:///{_MLFLOW / 'mlflow.db'}"
+os.environ["IMPETUS_MLFLOW_ARTIFACT_URI"] = (_MLFLOW / "artifacts").as_uri()
 
 
 def pytest_collection_modifyitems(items):
