@@ -268,6 +268,12 @@ def _cmd_models(args, settings) -> int:
         return build_model(settings, args.name, args.options)
     from impetus import registry, retraining
 
+    if args.action == "retrain" and args.name.replace("-", "_") == "alert_thresholds":
+        from impetus.tuning import summary_lines, tune
+
+        result = tune(settings, promote=not args.no_promote, rules_topic=args.rules_topic)
+        print(json.dumps(result, indent=2) if args.json else "\n".join(summary_lines(result)))
+        return 0
     if args.action == "retrain":
         result = retraining.retrain(settings, args.name.replace("-", "_"), seed=args.seed,
                                     promote=not args.no_promote, control_topic=args.control_topic)
@@ -565,10 +571,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "out the newest window, trains a candidate, scores it and @champion on that window, logs one "
                     "MLflow run and registers the version; moves @champion and announces it on models.control when "
                     "the candidate wins by the declared margin. Exit 0 whether promoted or not; the reason is printed.")
-    retrain.add_argument("name", choices=("flow_anomaly", "urban_baseline", "flow-anomaly", "urban-baseline"))
+    retrain.add_argument("name", choices=("flow_anomaly", "urban_baseline", "alert_thresholds", "flow-anomaly",
+                                          "urban-baseline", "alert-thresholds"))
     retrain.add_argument("--seed", type=int, default=0, help="training seed (default %(default)s)")
     retrain.add_argument("--no-promote", action="store_true", help="evaluate and register only")
     retrain.add_argument("--control-topic", default="models.control", help="where to announce a promotion")
+    retrain.add_argument("--rules-topic", default="rules",
+                         help="alert_thresholds: the rules in force are read from, and tuned ones published to, "
+                              "this topic (default %(default)s)")
     retrain.add_argument("--json", action="store_true", help="the run's summary as JSON")
     listing = model_actions.add_parser("list", help="registered versions, aliases, decisions and metrics")
     listing.add_argument("name", nargs="?", help="one model (default: every model in models/lifecycle.yaml)")

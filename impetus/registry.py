@@ -59,6 +59,7 @@ class Lifecycle:
     min_training_rows: int
     used_by: tuple[str, ...]
     card: str
+    min_recall: float = 1.0
 
 
 def load_lifecycles(settings: Settings) -> dict[str, Lifecycle]:
@@ -79,7 +80,8 @@ def load_lifecycles(settings: Settings) -> dict[str, Lifecycle]:
                 margin=float(body["margin"]), margin_kind=str(body.get("margin_kind", "absolute")),
                 minimum=None if body.get("minimum") is None else float(body["minimum"]),
                 min_training_rows=int(body.get("min_training_rows", 1)),
-                used_by=tuple(body.get("used_by") or ()), card=str(body.get("card", "")))
+                used_by=tuple(body.get("used_by") or ()), card=str(body.get("card", "")),
+                min_recall=float(body.get("min_recall", 1.0)))
         except (KeyError, TypeError, ValueError) as err:
             raise ConfigError(f"{path}: model {name!r} is malformed ({err!r}); see the comment at its top") from None
         if spec.margin_kind not in ("absolute", "relative"):

@@ -49,8 +49,10 @@ class TrainingData:
     newest: str     # newest event in the table
 
 
-def read_training_data(spark, settings: Settings, spec: Lifecycle, columns: list[str]) -> TrainingData:
-    """The training table at its current version, split at ``newest - holdout_days``."""
+def read_training_data(spark, settings: Settings, spec: Lifecycle, columns: list[str],
+                       where: str | None = None) -> TrainingData:
+    """The training table at its current version (rows matching the SQL condition ``where``), split at
+    ``newest - holdout_days``."""
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
@@ -60,6 +62,8 @@ def read_training_data(spark, settings: Settings, spec: Lifecycle, columns: list
                               f"(impetus lake build)")
     version = int(DeltaTable.forPath(spark, path).history(1).collect()[0]["version"])
     frame = spark.read.format("delta").option("versionAsOf", version).load(path)
+    if where:
+        frame = frame.where(where)
     stamp = F.to_timestamp(F.col(spec.time_column))
     bounds = frame.select(F.min(stamp).alias("oldest"), F.max(stamp).alias("newest")).collect()[0]
     oldest, newest = bounds["oldest"], bounds["newest"]

@@ -148,3 +148,47 @@ def test_a_running_job_switches_to_a_promoted_version_without_a_restart(registry
     from impetus.registry import versions
 
     assert [r["aliases"] for r in versions(settings, "flow_anomaly")] == [["champion"], []]
+
+
+def test_thresholds_tuned_from_operator_decisions_are_published_as_a_rule(broker, scratch, tmp_path):
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from impetus.rules import read_rules
+
+    t = scratch.tenant
+    start = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+    rows = []
+    for day in range(60):
+        strength = 0.01 * (day % 10 + 1)    # flows scored -0.01 .. -0.10; operators confirm from -0.05 down
+        rows.append({"alert_id": f"f{day}", "tenant": t, "category": "flow_anomaly",
+                     "evidence": [("score", f"{-strength:.6f}"), ("threshold", "0.0")],
+                     "decision": "confirmed" if strength >= 0.05 else "dismissed",
+                     "decided_at": start + timedelta(days=day)})
+    for day in range(5):                    # too few decided urban anomalies to tune their k
+        rows.append({"alert_id": f"u{day}", "tenant": t, "category": "urban_anomaly",
+                     "evidence": [("z", "7.0"), ("direction", "above"), ("trigger", "robust_z")],
+                     "decision": "dismissed", "decided_at": start + timedelta(days=day)})
+    rows.append({"alert_id": "undecided", "tenant": t, "category": "flow_anomaly",
+                 "evidence": [("score", "-0.01")], "decision": None, "decided_at": None})
+    schema = pa.schema([("alert_id", pa.string()), ("tenant", pa.string()), ("category", pa.string()),
+                        ("evidence", pa.map_(pa.string(), pa.string())), ("decision", pa.string()),
+                        ("decided_at", pa.timestamp("us", tz="UTC"))])
+    env = {"IMPETUS_LAKE_URI": (tmp_path / "lake").as_uri()}
+    settings = load_settings(env={**os.environ, **env})
+    write_deltalake(settings.lake_path("silver", "alerts"), pa.Table.from_pylist(rows, schema=schema))
+
+    result = json.loads(impetus("models", "retrain", "alert_thresholds", "--json", "--rules-topic", scratch.rules,
+                                env=env))
+    assert result["holdout_from"] == "2026-04-15T12:00:00Z"      # the newest 14 of 60 days
+    proposals = {p["kind"]: p for p in result["proposals"]}
+    flows = proposals["flow_anomaly"]
+    assert flows["promote"] is True and flows["current"] == 0.0 and flows["tuned"] == pytest.approx(-0.049999)
+    assert flows["holdout_tuned"]["recall"] == 1.0 and flows["holdout_tuned"]["precision"] == 1.0
+    assert flows["holdout_current"]["precision"] == pytest.approx(11 / 15, abs=1e-6)   # days 45-59
+    assert proposals["urban_anomaly"]["promote"] is False
+    assert proposals["urban_anomaly"]["reason"].startswith("too few decided alerts: 5")
+    rules = read_rules(broker, scratch.rules)
+    assert list(rules) == ["tuned-flow_anomaly"]
+    assert rules["tuned-flow_anomaly"]["tenant"] == t
+    assert rules["tuned-flow_anomaly"]["params"] == {"threshold": pytest.approx(-0.049999), "min_bytes_out": 1000}
