@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from airflow.sdk import DAG
 
-from impetus.orchestration import DEFAULT_ARGS, START, job_task
+from impetus.orchestration import DEFAULT_ARGS, START, job_task, lake_asset
 
 with DAG(
     dag_id="lake_promotion",
@@ -31,6 +31,9 @@ with DAG(
     doc_md=__doc__,
 ) as dag:
     land = job_task("land_bronze", "jobs/batch/land_bronze.py", timeout=timedelta(minutes=45))
-    silver = job_task("build_silver", "jobs/batch/build_silver.py", timeout=timedelta(minutes=45))
-    gold = job_task("build_gold", "jobs/batch/build_gold.py", timeout=timedelta(minutes=30))
+    # the tables other DAGs read (model_retraining) are declared as this DAG's outputs
+    silver = job_task("build_silver", "jobs/batch/build_silver.py", timeout=timedelta(minutes=45),
+                      outlets=[lake_asset("silver.sensor_readings"), lake_asset("silver.alerts")])
+    gold = job_task("build_gold", "jobs/batch/build_gold.py", timeout=timedelta(minutes=30),
+                    outlets=[lake_asset("gold.flow_features")])
     land >> silver >> gold

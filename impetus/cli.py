@@ -12,6 +12,7 @@
                                           the Delta lake: anonymised landing, bronze/silver/gold, retention
     impetus airflow up | down | status | dags | run ARGS
                                           Airflow locally (SQLite) with the project's DAGs
+    impetus health                        broker, streaming jobs, consumer lag (exit 1 on a failure)
     impetus erase --subject X             remove every row of a data subject from the lake, audited
     impetus sql "SELECT ..."              Spark SQL over every lake table (bronze.x, silver.x, gold.x)
     impetus demo                          the main run, end to end
@@ -303,6 +304,18 @@ def _cmd_models(args, settings) -> int:
         print(f"{row['model']:<16} {row['version']:>7}  {','.join(row['aliases']) or '-':<10} "
               f"{row['decision'] or '-':<9} {row['created']:<26} {shown}")
     return 0
+
+
+def _cmd_health(args, settings) -> int:
+    from impetus.health import run_checks
+
+    results = run_checks(settings, args.check, args.max_lag)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for result in results:
+            print(f"{'ok  ' if result['ok'] else 'FAIL'} {result['check']:<13} {result['detail']}")
+    return 0 if all(result["ok"] for result in results) else 1
 
 
 def _cmd_demo(args, settings) -> int:
@@ -675,6 +688,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser("config", help="show the effective settings")
     config.set_defaults(run=_cmd_config)
+
+    health = commands.add_parser("health", help="broker, streaming jobs (Flink REST on a cluster), consumer lag",
+                                 description="The checks of the stack_health DAG; exit 1 when one fails.")
+    health.add_argument("--check", action="append", choices=("broker", "flink", "consumer_lag"),
+                        help="repeatable; default: all")
+    health.add_argument("--max-lag", type=int, default=100_000,
+                        help="messages a job may be behind (default %(default)s)")
+    health.add_argument("--json", action="store_true")
+    health.set_defaults(run=_cmd_health)
 
     schemas = commands.add_parser("schemas", help="check the schemas in schemas/")
     schemas.add_argument("action", choices=("check",))
