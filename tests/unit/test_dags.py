@@ -25,7 +25,8 @@ for dag_id, dag in bag.dags.items():
                             "downstream": sorted(t.downstream_task_ids),
                             "inlets": [a.name for a in t.inlets], "outlets": [a.name for a in t.outlets]}
     dags[dag_id] = {"tags": sorted(dag.tags), "schedule": str(dag.schedule), "catchup": dag.catchup,
-                    "max_active_runs": dag.max_active_runs, "max_active_tasks": dag.max_active_tasks, "doc": bool(dag.doc_md), "order": order, "tasks": tasks}
+                    "max_active_runs": dag.max_active_runs, "max_active_tasks": dag.max_active_tasks,
+                    "doc": bool(dag.doc_md), "order": order, "tasks": tasks}
 print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": dags}))
 """
 
