@@ -431,6 +431,13 @@ def _cmd_erase(args, settings) -> int:
     from impetus.governance import erase_subject
 
     subject = sys.stdin.readline().strip() if args.subject == "-" else args.subject
+    if args.queue:
+        from impetus.erasure_queue import queue_request
+
+        queued = queue_request(settings, subject, requested_by=args.requested_by, reason=args.reason)
+        print(f"queued {queued['request_id']} in {queued['queue']}: the daily lake_maintenance run erases it "
+              f"(or now: python jobs/batch/erase_subject.py --pending)")
+        return 0
     result = erase_subject(settings, subject, requested_by=args.requested_by, reason=args.reason)
     if args.rebuild_gold:
         names = [t.split(".", 1)[1] for t in result.get("gold_to_recompute", [])]
@@ -667,6 +674,8 @@ def build_parser() -> argparse.ArgumentParser:
     erase.add_argument("--requested-by", help="who asked (stored pseudonymised)")
     erase.add_argument("--reason", help="why (stored redacted)")
     erase.add_argument("--rebuild-gold", action="store_true", help="recompute the gold tables built from erased rows")
+    erase.add_argument("--queue", action="store_true",
+                       help="queue the request (a secret file) for the daily lake_maintenance run instead")
     erase.set_defaults(run=_cmd_erase)
 
     sql = commands.add_parser("sql", help="Spark SQL over the lake tables",

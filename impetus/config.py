@@ -65,6 +65,8 @@ class Settings:
     # Keys of the keyed pseudonyms written at landing (impetus.privacy); the file is a secret.
     # IMPETUS_PSEUDONYM_KEY (not a setting, never printed) overrides it with one key.
     pseudonym_key_file: Path
+    # Erasure requests queued for the daily run (impetus.erasure_queue); each file is a secret.
+    erasure_queue_dir: Path
     # The instant the lake's time rules (gate retention and freshness, retention runs) take as now:
     # empty for the real clock, or an ISO 8601 instant with offset to replay or test old data.
     clock: str = ""
@@ -125,6 +127,7 @@ def _local_defaults(home: Path, var: Path) -> dict:
         "airflow_port": 8080,
         "models_dir": var / "models",
         "pseudonym_key_file": var / "secrets" / "pseudonym.key",
+        "erasure_queue_dir": var / "secrets" / "erasure-requests",
         "clock": "",
         # pedestrians per hour at one counter; air quality, bacteria and noise limits with their
         # sources in impetus/detect/urban.py (DEFAULT_KIND_THRESHOLDS)

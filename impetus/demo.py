@@ -8,7 +8,9 @@ urban-anomaly job over it; replays two hours of labelled synthetic syslog, flows
 posts and CTI items and runs the cyber and text jobs over them; then builds the lake:
 the first time, two years of Auckland history (2019-2020) go to ``sensors.history``;
 every topic is landed in Delta bronze (anonymised), silver and gold are built, and the
-historical report (hot spots, trends, before/after the 2020 lockdown) is written. Every
+historical report (hot spots, trends, before/after the 2020 lockdown) is written; finally the
+flow model and the urban baseline are retrained from the lake into MLflow and promoted only if
+they beat the current champion by the declared margin. Every
 batch passes its data-quality gate before silver or gold takes it; the run fails if one does
 not. The data inventory (record of processing) is written next to the report. It
 reports what came out: events in, alerts out by category (a few shown, with their
@@ -87,7 +89,7 @@ def run_job(settings: Settings, script: str, args: list[str], log_name: str, say
 def run(settings: Settings, options: DemoOptions, say=print) -> dict:
     from impetus import stack
 
-    say("1/6  starting the local stack")
+    say("1/7  starting the local stack")
     stack.up(settings, log=lambda m: say(f"    {m}"))
     baseline = settings.model_path("urban_baseline") / "baseline.json"
     if not baseline.is_file():
@@ -104,7 +106,7 @@ def run(settings: Settings, options: DemoOptions, say=print) -> dict:
     run_id = f"demo-{int(time.time())}"
 
     weeks = sensor_replay.weeks_to_present(options.end)
-    say(f"2/6  replaying Auckland pedestrian counts {options.start} .. {options.end} into {TOPIC}, "
+    say(f"2/7  replaying Auckland pedestrian counts {options.start} .. {options.end} into {TOPIC}, "
         f"shifted {weeks} weeks to the present")
     producer = make_producer(settings)
     result = replay(settings, TOPIC, sensor_replay.readings(options.start, options.end, shift_weeks=weeks),
@@ -117,7 +119,7 @@ def run(settings: Settings, options: DemoOptions, say=print) -> dict:
     say(f"    sent {result.sent} readings ({result.first_event_time} .. {result.last_event_time}) "
         f"and {len(MALFORMED)} malformed messages, {result.rate:.0f} ev/s")
 
-    say("3/6  Flink: urban_anomalies (bounded run over what was just sent)")
+    say("3/7  Flink: urban_anomalies (bounded run over what was just sent)")
     offsets = ",".join(f"{p}:{o}" for p, o in sorted(readings_before.items()))
     flink_s = run_job(settings, "jobs/streaming/urban_anomalies.py",
                       ["--bounded", "--start-offsets", f"{TOPIC}={offsets}", "--group-id", "impetus-demo",
@@ -130,12 +132,14 @@ def run(settings: Settings, options: DemoOptions, say=print) -> dict:
     synthetic = run_synthetic(settings, say)
 
     lake = run_lake(settings, options, say)
+    models = run_retraining(settings, say)
     sensors_in = _landed_since(settings, TOPIC, readings_before)
     summary = {"events_in": sent, "readings": result.sent, "malformed": len(MALFORMED),
                "alerts": len(alerts), "dead_letters": len(dead), "accounting": counts,
                "alerts_by_category": dict(Counter(a["category"] for a in alerts).most_common()),
                "flink_seconds": round(flink_s, 1), "lake": lake, "sensors_landing": sensors_in,
-               "alert_topic": alert_topic(tenant), "dlq_topic": dlq_topic(TOPIC), "synthetic": synthetic}
+               "alert_topic": alert_topic(tenant), "dlq_topic": dlq_topic(TOPIC), "synthetic": synthetic,
+               "models": models}
     _print_summary(summary, alerts, dead, settings, say)
     return summary
 
@@ -145,7 +149,7 @@ def run_lake(settings: Settings, options: DemoOptions, say=print) -> dict:
     marker = settings.var_dir / "replay" / f"history-{options.history_start}-{options.history_end}.sent"
     history = 0
     if not marker.is_file():
-        say(f"6/6  lake: sending Auckland history {options.history_start} .. {options.history_end} to sensors.history "
+        say(f"6/7  lake: sending Auckland history {options.history_start} .. {options.history_end} to sensors.history "
             "(first run only)")
         sent = replay(settings, "sensors.history",
                       sensor_replay.readings(options.history_start, options.history_end),
@@ -154,7 +158,7 @@ def run_lake(settings: Settings, options: DemoOptions, say=print) -> dict:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({"sent": history}))
     else:
-        say("6/6  lake (history already sent by an earlier run)")
+        say("6/7  lake (history already sent by an earlier run)")
     say("    Spark: land every topic in bronze (anonymised), then silver, then gold (impetus lake build)")
     outcome: dict = {}
     took = run_job(settings, "impetus/cli.py", ["lake", "build", "--json"], "demo-lake_build", say,
@@ -168,6 +172,19 @@ def run_lake(settings: Settings, options: DemoOptions, say=print) -> dict:
     lake["history_sent"] = history
     lake["seconds"] = round(took, 1)
     return lake
+
+
+def run_retraining(settings: Settings, say=print) -> list[dict]:
+    """Step 7: retrain the flow model and the urban baseline from the lake into MLflow; promoted only if better."""
+    say("7/7  models: retrain flow_anomaly and urban_baseline from the lake, compare with @champion on the "
+        "held-out window, promote only by the margin in models/lifecycle.yaml (jobs/batch/retrain_model.py)")
+    results = []
+    for model in ("flow_anomaly", "urban_baseline"):
+        outcome: dict = {}
+        run_job(settings, "jobs/batch/retrain_model.py", ["--model", model], f"demo-retrain-{model}", say,
+                capture=outcome)
+        results.append(json.loads(outcome["stdout"]))
+    return results
 
 
 def write_inventory(settings: Settings) -> str:
@@ -215,7 +232,7 @@ def run_synthetic(settings: Settings, say=print) -> dict:
     inputs = ["security.syslog", "network.flows", "social.posts", "cti.posts"]
     before = {t: end_offsets(settings, t) for t in inputs}
     alerts_before = {t: end_offsets(settings, alert_topic(t)) for t in tenants}
-    say("4/6  SYNTHETIC, labelled: 2 h of syslog, flows, posts and CTI for oslo and padova "
+    say("4/7  SYNTHETIC, labelled: 2 h of syslog, flows, posts and CTI for oslo and padova "
         "(impetus replay cyber | text)")
     cyber_feeds, episodes = synthetic.cyber_feeds(7, start, 2.0)
     text_feeds, post_truth = synthetic.text_feeds(5, start, 2.0)
@@ -291,6 +308,10 @@ def _print_summary(summary: dict, alerts: list[dict], dead: list[dict], settings
     if report.get("report"):
         say(f"historical report     {report['report']}")
     say(f"data inventory        {lake.get('inventory')}")
+    for model in summary.get("models") or []:
+        verdict = "promoted to @champion" if model["promoted"] else "not promoted"
+        say(f"model {model['model']:<15} version {model['version']} {verdict} (MLflow run {model['run_id'][:8]}): "
+            f"{model['reason']}")
     counts = summary["accounting"] or {}
     say(f"Flink accounting       {counts.get('messages_in', '?'):>7}  in = {counts.get('processed', '?')} processed + "
         f"{counts.get('dead_lettered', '?')} dead-lettered ({counts.get('late', '?')} late) on jobs.accounting")
@@ -308,4 +329,6 @@ def _print_summary(summary: dict, alerts: list[dict], dead: list[dict], settings
     say("Look further:")
     say(f"  kcat -b {settings.kafka_bootstrap} -t {summary['alert_topic']} -C -e -o -5")
     say("  impetus lake tables   |   impetus sql \"SELECT area, sum(value_sum) FROM gold.area_hourly GROUP BY area\"")
+    say("  impetus models list   |   .venv/bin/mlflow ui --backend-store-uri "
+        f"{settings.mlflow_tracking_uri}")
     say("  impetus stack status    |    impetus stack down")

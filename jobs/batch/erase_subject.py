@@ -10,6 +10,11 @@ JSON summary to stdout. Messages still on Kafka are not touched: see docs/govern
     python jobs/batch/erase_subject.py --subject kari.nordmann@example.no --requested-by dpo@example.org \\
         --reason "Art. 17 request 2026-014"
     echo "203.0.113.77" | python jobs/batch/erase_subject.py --subject -     # keep it out of the process list
+    echo "203.0.113.77" | python jobs/batch/erase_subject.py --subject - --queue   # for the daily run
+    python jobs/batch/erase_subject.py --pending      # carry out every queued request (the daily DAG's task)
+
+Queued requests wait in a secret folder (IMPETUS_ERASURE_QUEUE_DIR, var/secrets/erasure-requests) until
+`--pending` carries them out, so the identifier never goes through Airflow (impetus/erasure_queue.py).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import sys
 import time
 
 from impetus.config import load_settings
+from impetus.erasure_queue import process_pending, queue_request
 from impetus.governance import GovernanceError, erase_subject, to_json
 from impetus.privacy import PrivacyConfigError
 
@@ -29,11 +35,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog=JOB_NAME, description=__doc__.split("\n\n")[0],
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--subject", required=True,
-                        help="the identifier the subject is known by; - reads it from stdin")
+    parser.add_argument("--subject", help="the identifier the subject is known by; - reads it from stdin")
+    parser.add_argument("--queue", action="store_true", help="queue the request for the daily run instead")
+    parser.add_argument("--pending", action="store_true", help="carry out every queued request, oldest first")
     parser.add_argument("--requested-by", help="who asks (recorded as a pseudonym)")
     parser.add_argument("--reason", help="why (recorded with personal values redacted)")
     args = parser.parse_args(argv)
+    if args.pending == bool(args.subject):
+        parser.error("give --subject (to erase now, or with --queue) or --pending, not both")
     subject = sys.stdin.readline().strip() if args.subject == "-" else args.subject
     settings = load_settings()
     started = time.monotonic()
@@ -43,7 +52,13 @@ def main(argv=None):
 
     log(f"lake {settings.lake_uri}")
     try:
-        result = erase_subject(settings, subject, requested_by=args.requested_by, reason=args.reason, log=log)
+        if args.queue:
+            result = queue_request(settings, subject, requested_by=args.requested_by, reason=args.reason)
+        elif args.pending:
+            result = process_pending(settings, log)
+            log(f"{len(result)} queued requests carried out")
+        else:
+            result = erase_subject(settings, subject, requested_by=args.requested_by, reason=args.reason, log=log)
     except (GovernanceError, PrivacyConfigError) as err:
         parser.exit(2, f"{JOB_NAME}: {err}\n")
     print(to_json(result))

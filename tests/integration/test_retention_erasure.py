@@ -140,6 +140,7 @@ class PlantedLake:
         key_file.parent.mkdir(parents=True)
         key_file.write_text(f"{key_id(KEY_NEW)} {KEY_NEW.hex()}\n{key_id(KEY_OLD)} {KEY_OLD.hex()}\n")
         self.env = {"IMPETUS_LAKE_URI": (root / "lake").as_uri(), "IMPETUS_CHECKPOINT_URI": (root / "chk").as_uri(),
+                    "IMPETUS_ERASURE_QUEUE_DIR": str(root / "erasure-requests"),
                     "IMPETUS_PSEUDONYM_KEY_FILE": str(key_file)}
         environ = {k: v for k, v in os.environ.items() if k != "IMPETUS_PSEUDONYM_KEY"}
         self.settings = load_settings(env={**environ, **self.env})
@@ -226,8 +227,14 @@ def test_erasure_leaves_no_trace_of_the_subject_anywhere_in_the_lake(lake, monke
     for qualified in ERASED:
         assert any(f.startswith(qualified.replace(".", "/") + "/") for f in lake.before[new]), qualified
 
-    result = lake.run_job("erase_subject", "--subject", SUBJECT, "--requested-by", "dpo@oslo.kommune.no",
-                          "--reason", "Art. 17 request by kari.nordmann@example.no", monkeypatch=monkeypatch)
+    # queued (a secret file), then carried out by the daily run, as lake_maintenance's erase_requests does
+    queued = lake.run_job("erase_subject", "--subject", SUBJECT, "--requested-by", "dpo@oslo.kommune.no",
+                          "--reason", "Art. 17 request by kari.nordmann@example.no", "--queue", monkeypatch=monkeypatch)
+    request_file = Path(queued["queue"]) / f"{queued['request_id']}.json"
+    assert request_file.stat().st_mode & 0o777 == 0o600 and Path(queued["queue"]).stat().st_mode & 0o777 == 0o700
+    (done,) = lake.run_job("erase_subject", "--pending", monkeypatch=monkeypatch)
+    assert done["request_id"] == queued["request_id"] and not request_file.exists()
+    result = done["erasure"]
 
     assert {t["table"]: t["rows_deleted"] for t in result["tables"]} == ERASED
     assert result["rows_deleted"] == sum(ERASED.values()) and result["status"] == "completed"

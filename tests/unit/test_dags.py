@@ -67,7 +67,8 @@ def test_promotion_goes_bronze_silver_gold_and_maintenance_retains_before_it_com
     assert promotion["order"] == ["land_bronze", "build_silver", "build_gold"]
     assert promotion["tasks"]["land_bronze"]["downstream"] == ["build_silver"]
     assert promotion["tasks"]["build_silver"]["downstream"] == ["build_gold"]
-    assert maintenance["order"] == ["enforce_retention", "optimize", "historical_report"]
+    assert maintenance["order"] == ["erase_requests", "enforce_retention", "optimize", "historical_report"]
+    assert maintenance["tasks"]["erase_requests"]["args"] == ["jobs/batch/erase_subject.py", "--pending"]
     assert maintenance["tasks"]["optimize"]["args"] == ["impetus/cli.py", "lake", "optimize"]
 
 
