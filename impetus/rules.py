@@ -30,7 +30,7 @@ from impetus.schemas import PayloadRejected, document_error, validation_error
 
 TOPIC = "rules"
 # kinds of which every matching rule applies; all other kinds take one parameter set per tenant
-MULTIPLE = {"sensor_threshold", "investigation", "watched_asset"}
+MULTIPLE = {"sensor_threshold", "investigation", "watched_asset", "zone_capacity"}
 
 
 class RuleError(ValueError):
@@ -39,10 +39,10 @@ class RuleError(ValueError):
 
 def rule_kinds() -> dict[str, dict]:
     """Every rule kind a detector understands: {kind: {"description", "params": {name: (default, meaning)}}}."""
-    from impetus.detect import cyber, flow_anomaly, text, thresholds, urban
+    from impetus.detect import cyber, flow_anomaly, text, thresholds, urban, video
 
     kinds: dict[str, dict] = {}
-    for module in (thresholds, urban, cyber, flow_anomaly, text):
+    for module in (thresholds, urban, cyber, flow_anomaly, text, video):
         kinds.update(getattr(module, "RULE_KINDS", {}))
     return kinds
 
@@ -88,6 +88,10 @@ def _param_errors(rule: dict) -> str | None:
             urban.rule_params(kind, params)
         elif kind in flow_anomaly.RULE_KINDS:
             flow_anomaly.rule_params(params)
+        elif kind == "zone_capacity":
+            from impetus.detect.video import zone_rule_errors
+
+            return zone_rule_errors(params)
         elif kind == "sensor_threshold":
             if not isinstance(params.get("kind"), str) or not isinstance(params.get("threshold"), (int, float)):
                 return "sensor_threshold needs kind (a sensor kind) and threshold (a number)"

@@ -293,3 +293,62 @@ def syslog_event(doc: dict) -> dict:
 
     record = parse_document(doc)
     return dict(doc, event_time=record["event_time"], security_event=security_event(record))
+
+
+def analyse_video_frame(doc: dict) -> dict:
+    """Intake parser for ``video.frames``: people and faces found, the frame anonymised, the raw image dropped.
+
+    A frame that cannot be decoded raises :class:`impetus.detect.video.FrameRejected` (a ValueError:
+    the intake dead-letters it with the reason). The detectors load once per worker process.
+    """
+    from impetus.detect.video import analyse_frame
+
+    return analyse_frame(doc)
+
+
+class ZoneWatch:
+    """Per zone (tenant, zone): crowd density from the analysed frames of every camera on the zone.
+
+    A ``zone_capacity`` rule for the zone sets its capacity; without one the zone is counted but never
+    judged. When an alert is raised, the anonymised frame behind it is written to the evidence
+    folder (``evidence_dir/<tenant>/<alert id>.jpg``) and linked in the alert as ``evidence_uri``.
+    """
+
+    def __init__(self, evidence_dir: str | None = None):
+        self.evidence_dir = evidence_dir
+
+    @staticmethod
+    def key(frame: dict) -> str:
+        return f"{frame['tenant']}|{frame.get('zone') or frame['camera_id']}"
+
+    def on_event(self, state, frame, book, ts_ms=None):
+        from impetus.detect.video import crowd_step
+
+        zone = frame.get("zone") or frame["camera_id"]
+        rules = [r for r in book.matching(frame["tenant"], "zone_capacity") if r["params"].get("zone") == zone]
+        if not rules:
+            return None, []
+        moment = ts_ms if ts_ms is not None else urban.event_ms(frame["event_time"])
+        state, alerts = crowd_step(state, dict(frame, zone=zone), rules[0], moment)
+        for alert in alerts:
+            self._keep_evidence(alert, frame)
+        return state, alerts
+
+    def _keep_evidence(self, alert: dict, frame: dict) -> None:
+        import base64
+        from pathlib import Path
+
+        if not self.evidence_dir or not frame.get("anonymised_jpeg"):
+            return
+        folder = Path(self.evidence_dir) / alert["tenant"]
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{alert['alert_id']}.jpg"
+        path.write_bytes(base64.b64decode(frame["anonymised_jpeg"]))
+        alert["evidence"]["evidence_uri"] = path.as_uri()
+
+    def on_timer(self, state, ts_ms, book, end_of_input=False):
+        return state, []
+
+    @staticmethod
+    def deadline(state):
+        return None

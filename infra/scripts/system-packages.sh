@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System tools impetus needs: Java 17+ (Kafka, Flink, Spark), Maven (fetches the jars),
-# kcat (an independent Kafka client for tests and operators). Installs what is missing
+# kcat (an independent Kafka client for tests and operators), opencv-doc (the vtest.avi clip and
+# sample images the video replayer, demo and tests use). Installs what is missing
 # with apt-get when run as root; otherwise says what to install. Silent when all is there.
 set -euo pipefail
 
@@ -8,6 +9,7 @@ need=()
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
 command -v kcat >/dev/null 2>&1 || need+=(kcat)
+[ -f /usr/share/doc/opencv-doc/examples/data/vtest.avi ] || need+=(opencv-doc)
 
 if command -v java >/dev/null 2>&1; then
   major=$(java -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/ {print $2}')

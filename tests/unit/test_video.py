@@ -1,0 +1,147 @@
+"""Video analytics without Flink: frames rejected with a reason, anonymisation checked by an independent
+face detector (OpenCV's Haar cascade; the job finds faces with CenterFace), crowd density per zone."""
+
+import base64
+import os
+
+import cv2
+import matplotlib
+import numpy as np
+import pytest
+
+from impetus.detect import video
+from impetus.replay.video import DEFAULT_CLIP, frames
+from impetus.rules import RuleError, check_rule, make_rule
+
+DATA = "/usr/share/doc/opencv-doc/examples/data"
+IMAGES = {"messi5.jpg": f"{DATA}/messi5.jpg", "basketball1.png": f"{DATA}/basketball1.png",
+          "basketball2.png": f"{DATA}/basketball2.png",
+          "grace_hopper.jpg": os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "sample_data",
+                                           "grace_hopper.jpg")}
+HAAR = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+
+
+def haar_faces(image):
+    """The independent check: OpenCV's frontal-face Haar cascade with its usual settings."""
+    found = HAAR.detectMultiScale(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), 1.1, 5, minSize=(20, 20))
+    return [tuple(int(v) for v in box) for box in found]
+
+
+def iou(a, b):
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0, min(ay + ah, by + bh) - max(ay, by))
+    return w * h / float(aw * ah + bw * bh - w * h)
+
+
+@pytest.fixture(scope="module")
+def detectors():
+    return video.PeopleDetector(), video.FaceDetector()
+
+
+def message(image, encoding="jpeg", **changes):
+    ok, data = cv2.imencode(".jpg" if encoding == "jpeg" else ".png", image)
+    doc = {"tenant": "padova", "camera_id": "cam-1", "zone": "piazza-nord", "event_time": "2026-05-01T21:00:00Z",
+           "frame_seq": 0, "width": image.shape[1], "height": image.shape[0], "encoding": encoding,
+           "image": base64.b64encode(data.tobytes()).decode("ascii")}
+    doc.update(changes)
+    return doc
+
+
+@pytest.mark.parametrize("name", sorted(IMAGES))
+def test_no_face_the_independent_detector_finds_survives_anonymisation(name, detectors):
+    people_detector, face_detector = detectors
+    image = cv2.imread(IMAGES[name])
+    before = haar_faces(image)
+    assert before, f"the independent detector finds no face in {name} to begin with"
+    analysed = video.analyse_frame(message(image), people_detector, face_detector)
+    published = cv2.imdecode(np.frombuffer(base64.b64decode(analysed["anonymised_jpeg"]), np.uint8), cv2.IMREAD_COLOR)
+    after = haar_faces(published)
+    assert not [(face, hit) for face in before for hit in after if iou(face, hit) >= 0.3], (before, after)
+    assert "image" not in analysed and analysed["faces"] >= 1
+
+
+def test_frames_of_the_clip_publish_no_face_and_count_people_as_the_detector_does(detectors):
+    people_detector, face_detector = detectors
+    docs = list(frames(DEFAULT_CLIP, fps=2, limit=8))
+    for doc in docs:
+        raw = video.decode_frame(doc)
+        analysed = video.analyse_frame(doc, people_detector, face_detector)
+        assert analysed["people"] == len(people_detector.detect(raw))
+        published = cv2.imdecode(np.frombuffer(base64.b64decode(analysed["anonymised_jpeg"]), np.uint8),
+                                 cv2.IMREAD_COLOR)
+        assert haar_faces(published) == []
+        # every person is shaded: the box's pixels are the flat shade
+        for x, y, w, h, _ in analysed["people_boxes"]:
+            centre = published[y + h // 2, x + w // 2].astype(int)
+            assert np.abs(centre - 96).max() <= 12
+    assert sum(video.analyse_frame(d, people_detector, face_detector)["people"] for d in docs) > 0
+
+
+def test_frames_that_cannot_be_analysed_are_rejected_with_the_reason():
+    image = np.full((48, 64, 3), 128, np.uint8)
+    good = message(image)
+    cases = {
+        "empty image": dict(image=""),
+        "image is not base64": dict(image="not base64!"),
+        "image is not jpeg (starts with 89504e47)": {**message(image, "png"), "encoding": "jpeg"},
+        "does not decode (corrupt or truncated)": dict(image=base64.b64encode(
+            base64.b64decode(good["image"])[:40]).decode()),
+        "frame is 64x48, the message says 640x480": dict(width=640, height=480),
+    }
+    for reason, change in cases.items():
+        with pytest.raises(video.FrameRejected, match=reason.replace("(", r"\(").replace(")", r"\)")):
+            video.decode_frame({**good, **change})
+    big = message(np.zeros((3000, 3000, 3), np.uint8))
+    with pytest.raises(video.FrameRejected, match="3000x3000 pixels is larger than the 4000000 allowed"):
+        video.decode_frame(big, max_pixels=4_000_000)
+
+
+def zone_rule(capacity, **params):
+    return make_rule("cap-piazza", "padova", "zone_capacity", {"zone": "piazza-nord", "capacity": capacity, **params})
+
+
+def analysed(seq, people, second):
+    return {"tenant": "padova", "camera_id": "cam-1", "zone": "piazza-nord", "frame_seq": seq, "people": people,
+            "event_time": f"2026-05-01T21:00:{second:02d}Z", "models": {"people": "hog"}}
+
+
+def test_a_zone_raises_one_alert_per_crowding_episode_on_the_median_of_its_window():
+    rule = zone_rule(3, window_seconds=4, min_frames=3)
+    counts = [2, 5, 5, 6, 9, 5, 1, 1, 1, 6, 6, 6]   # a burst, a lull, a second burst
+    state, raised = None, []
+    for second, people in enumerate(counts):
+        state, alerts = video.crowd_step(state, analysed(second, people, second), rule, second * 1000)
+        raised += [(second, a) for a in alerts]
+    # second 2: median of 2, 5, 5; second 10: of 1, 1, 6, 6 (the window holds four seconds)
+    assert [s for s, _ in raised] == [2, 10]
+    second, first = raised[0]
+    assert first["category"] == "crowd_density" and first["entity"] == {"type": "zone", "id": "piazza-nord"}
+    assert first["evidence"]["median_people"] == 5 and first["evidence"]["peak_people"] == 5
+    assert first["severity"] == "high" and first["detector"]["name"] == "cap-piazza"
+
+
+def test_a_zone_below_its_capacity_raises_nothing():
+    state, raised = None, []
+    for second, people in enumerate([3, 3, 4, 3, 3]):
+        state, alerts = video.crowd_step(state, analysed(second, people, second), zone_rule(4), second * 1000)
+        raised += alerts
+    assert raised == []
+
+
+def test_zone_capacity_rules_are_validated():
+    assert check_rule(zone_rule(25))["params"]["capacity"] == 25
+    with pytest.raises(RuleError, match="zone_capacity needs zone"):
+        check_rule(make_rule("c", "padova", "zone_capacity", {"capacity": 5}))
+    with pytest.raises(RuleError, match="capacity must be a number"):
+        check_rule(zone_rule("many"))
+
+
+def test_the_replayer_keeps_every_nth_frame_with_event_times_at_the_clip_rate():
+    docs = list(frames(DEFAULT_CLIP, fps=5, limit=3))
+    assert [d["frame_seq"] for d in docs] == [0, 1, 2]
+    assert (docs[0]["width"], docs[0]["height"], docs[0]["encoding"]) == (768, 576, "jpeg")
+    assert [d["event_time"][-7:] for d in docs][1:] != [docs[0]["event_time"][-7:]] * 2
+    decoded = video.decode_frame(docs[2])
+    assert decoded.shape == (576, 768, 3)
