@@ -13,6 +13,7 @@
                                           the Delta lake: anonymised landing, bronze/silver/gold, retention
     impetus airflow up | down | status | dags | run ARGS
                                           Airflow locally (SQLite) with the project's DAGs
+    impetus evidence keygen | reveal ID   sealed (unredacted) video evidence, revealed only with the operators' key
     impetus health                        broker, streaming jobs, consumer lag (exit 1 on a failure)
     impetus erase --subject X             remove every row of a data subject from the lake, audited
     impetus sql "SELECT ..."              Spark SQL over every lake table (bronze.x, silver.x, gold.x)
@@ -319,6 +320,23 @@ def _cmd_models(args, settings) -> int:
             shown += f" (champion then {row['metrics'][f'champion_{metric}']})"
         print(f"{row['model']:<16} {row['version']:>7}  {','.join(row['aliases']) or '-':<10} "
               f"{row['decision'] or '-':<9} {row['created']:<26} {shown}")
+    return 0
+
+
+def _cmd_evidence(args, settings) -> int:
+    from pathlib import Path
+
+    from impetus import evidence
+
+    if args.action == "keygen":
+        public = Path(args.public) if args.public else settings.evidence_public_key
+        evidence.generate_keypair(Path(args.private), public)
+        print(f"private key {args.private} (mode 600): give it to the operators and keep it off the platform\n"
+              f"public key  {public}: the video job seals evidence with it"
+              + ("" if public == settings.evidence_public_key else " (set IMPETUS_EVIDENCE_PUBLIC_KEY to it)"))
+        return 0
+    result = evidence.reveal(settings, args.alert_id, Path(args.key), args.operator, args.reason, Path(args.out))
+    print(json.dumps(result, indent=2))
     return 0
 
 
@@ -729,6 +747,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser("config", help="show the effective settings")
     config.set_defaults(run=_cmd_config)
+
+    evidence = commands.add_parser(
+        "evidence", help="sealed video evidence: make the operators' key pair, reveal an alert's frame (audited)",
+        description="keygen: an RSA key pair; the private key is for the operators (keep it off the platform), "
+                    "the public key seals each video alert's unredacted frame (IMPETUS_EVIDENCE_PUBLIC_KEY). "
+                    "reveal: open an alert's sealed frame with the private key, after confirmation; recorded "
+                    "in audit.evidence_reveals first.")
+    evidence_actions = evidence.add_subparsers(dest="action", required=True, metavar="keygen|reveal")
+    keygen = evidence_actions.add_parser("keygen", help="make the operators' key pair")
+    keygen.add_argument("--private", required=True, help="where the operators' private key goes (PEM, mode 600)")
+    keygen.add_argument("--public", help="where the platform's public key goes (default: IMPETUS_EVIDENCE_PUBLIC_KEY)")
+    reveal = evidence_actions.add_parser("reveal", help="open an alert's sealed frame (audited)")
+    reveal.add_argument("alert_id")
+    reveal.add_argument("--key", required=True, help="the operators' private key (PEM)")
+    reveal.add_argument("--operator", required=True, help="who reveals it (recorded pseudonymised)")
+    reveal.add_argument("--reason", required=True, help="the confirmation it follows (recorded redacted)")
+    reveal.add_argument("--out", required=True, help="where to write the image (mode 600)")
+    evidence.set_defaults(run=_cmd_evidence)
 
     health = commands.add_parser("health", help="broker, streaming jobs (Flink REST on a cluster), consumer lag",
                                  description="The checks of the stack_health DAG; exit 1 when one fails.")

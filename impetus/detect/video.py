@@ -292,9 +292,11 @@ def encode_jpeg(image, quality: int = 80) -> bytes:
 
 
 def analyse_frame(doc: dict, people_detector: PeopleDetector | None = None,
-                  face_detector: FaceDetector | None = None, max_pixels: int = MAX_PIXELS) -> dict:
+                  face_detector: FaceDetector | None = None, max_pixels: int = MAX_PIXELS, public_key=None) -> dict:
     """The ``video.frames`` document turned into what may leave the job: counts, boxes, model versions
-    and the anonymised JPEG (base64, ``anonymised_jpeg``); the raw ``image`` is dropped.
+    and the anonymised JPEG (base64, ``anonymised_jpeg``); the raw ``image`` is dropped. With the
+    operators' ``public_key``, the frame as received is kept sealed (``sealed_frame``, base64;
+    :mod:`impetus.evidence`), which only the private key opens.
 
     FrameRejected for a frame that cannot be analysed."""
     if people_detector is None or face_detector is None:
@@ -309,6 +311,12 @@ def analyse_frame(doc: dict, people_detector: PeopleDetector | None = None,
                   people_boxes=[b.as_list() for b in people], face_boxes=[b.as_list() for b in faces],
                   models={"people": people_detector.version, "faces": face_detector.version},
                   anonymised_jpeg=base64.b64encode(encode_jpeg(image)).decode("ascii"))
+    if public_key is not None:
+        from impetus.evidence import seal
+
+        context = f"{doc['tenant']}|{doc['camera_id']}|{doc['frame_seq']}|{doc['event_time']}".encode()
+        sealed = seal(base64.b64decode(doc["image"]), public_key, context)
+        result["sealed_frame"] = base64.b64encode(sealed).decode("ascii")
     return result
 
 
@@ -352,7 +360,9 @@ def crowd_alert(frame: dict, rule: dict, median: float, peak: int, frames: int) 
     capacity = float(params["capacity"])
     evidence = {"camera_id": frame["camera_id"], "frame_seq": frame["frame_seq"], "median_people": median,
                 "peak_people": peak, "capacity": capacity, "frames": frames,
-                "window_seconds": float(params.get("window_seconds", 10)), "models": frame.get("models")}
+                "window_seconds": float(params.get("window_seconds", 10))}
+    for detector, version in sorted((frame.get("models") or {}).items()):
+        evidence[f"{detector}_model"] = version
     if frame.get("evidence_uri"):
         evidence["evidence_uri"] = frame["evidence_uri"]
     return make_alert(

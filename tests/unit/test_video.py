@@ -145,3 +145,43 @@ def test_the_replayer_keeps_every_nth_frame_with_event_times_at_the_clip_rate():
     assert [d["event_time"][-7:] for d in docs][1:] != [docs[0]["event_time"][-7:]] * 2
     decoded = video.decode_frame(docs[2])
     assert decoded.shape == (576, 768, 3)
+
+
+def test_sealed_evidence_opens_only_with_the_operators_key_and_only_unaltered(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+
+    from impetus import evidence
+
+    evidence.generate_keypair(tmp_path / "operators.pem", tmp_path / "platform.pem")
+    assert (tmp_path / "operators.pem").stat().st_mode & 0o777 == 0o600
+    public = serialization.load_pem_public_key((tmp_path / "platform.pem").read_bytes())
+    private = serialization.load_pem_private_key((tmp_path / "operators.pem").read_bytes(), password=None)
+    frame = open(IMAGES["messi5.jpg"], "rb").read()
+    sealed = evidence.seal(frame, public, b"padova|cam-1|7|2026-05-01T21:00:00Z")
+    assert frame not in sealed and frame[:64] not in sealed
+    assert evidence.unseal(sealed, private) == (frame, b"padova|cam-1|7|2026-05-01T21:00:00Z")
+    altered = sealed[:-1] + bytes([sealed[-1] ^ 1])
+    with pytest.raises(evidence.EvidenceError, match="does not open with this key"):
+        evidence.unseal(altered, private)
+    evidence.generate_keypair(tmp_path / "other.pem", tmp_path / "other-public.pem")
+    other = serialization.load_pem_private_key((tmp_path / "other.pem").read_bytes(), password=None)
+    with pytest.raises(evidence.EvidenceError, match="wrong key"):
+        evidence.unseal(sealed, other)
+    with pytest.raises(evidence.EvidenceError, match="exists"):
+        evidence.generate_keypair(tmp_path / "operators.pem", tmp_path / "x.pem")
+
+
+def test_an_analysed_frame_carries_its_sealed_original_only_with_a_key(tmp_path, detectors):
+    from cryptography.hazmat.primitives import serialization
+
+    from impetus import evidence
+
+    evidence.generate_keypair(tmp_path / "operators.pem", tmp_path / "platform.pem")
+    public = serialization.load_pem_public_key((tmp_path / "platform.pem").read_bytes())
+    private = serialization.load_pem_private_key((tmp_path / "operators.pem").read_bytes(), password=None)
+    doc = message(cv2.imread(IMAGES["basketball1.png"]))
+    assert "sealed_frame" not in video.analyse_frame(doc, *detectors)
+    result = video.analyse_frame(doc, *detectors, public_key=public)
+    opened, _ = evidence.unseal(base64.b64decode(result["sealed_frame"]), private)
+    assert opened == base64.b64decode(doc["image"])
+    assert "sealed_frame" not in video.detection_record(result)
