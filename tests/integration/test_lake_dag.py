@@ -83,14 +83,15 @@ def test_impetus_airflow_up_runs_airflow_with_the_project_dags_and_down_stops_it
         status = json.loads(impetus("status", "--json").stdout)
         assert status["healthy"] and status["health"]["scheduler"]["status"] == "healthy"
         # the running DAG processor parses dags/ into Airflow's database
+        expected = ["lake_maintenance", "lake_promotion", "model_retraining", "stack_health"]
         deadline, listed = time.monotonic() + 120, []
         while time.monotonic() < deadline:
             out = impetus("run", "dags", "list", "-o", "json").stdout.strip().splitlines()
             listed = sorted(d["dag_id"] for d in json.loads(out[-1])) if out and out[-1].startswith("[") else []
-            if listed:
+            if listed == expected:
                 break
             time.sleep(3)
-        assert listed == ["lake_maintenance", "lake_promotion"]
+        assert listed == expected
     finally:
         stopped = impetus("down")
     assert stopped.returncode == 0 and "stopping Airflow" in stopped.stdout

@@ -52,6 +52,7 @@ EXPECTED_RETENTION = {
     "quarantine.landing": ("30d", "ingested_at", None),
     "quarantine.gates": ("30d", "quarantined_at", None),
     "audit.gate_runs": ("1825d", "validated_at", None),
+    "audit.evidence_reveals": ("1825d", "revealed_at", None),
     "silver.alert_feedback": ("400d", "decided_at", "ingested_at"),
     "silver.alerts": ("400d", "event_time", "ingested_at"),
     "silver.network_flows": ("90d", "event_time", None),

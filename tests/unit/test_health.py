@@ -17,16 +17,17 @@ def test_the_inputs_come_from_the_job_scripts():
     assert streaming_inputs(load_settings()) == {
         "cyber_threats": ["security.syslog", "network.flows"],
         "text_intelligence": ["social.posts", "cti.posts"],
-        "urban_anomalies": ["sensors.readings"]}
+        "urban_anomalies": ["sensors.readings"],
+        "video_analytics": ["video.frames"]}
 
 
 def test_every_streaming_job_running_on_the_cluster_is_healthy():
     asked = []
     answer = overview(("urban_anomalies", "RUNNING", 5), ("cyber_threats", "RUNNING", 5),
-                      ("text_intelligence", "RUNNING", 5))
+                      ("text_intelligence", "RUNNING", 5), ("video_analytics", "RUNNING", 5))
     report = flink_health(load_settings(env=CLUSTER), fetch=lambda url: asked.append(url) or answer)
     assert asked == ["http://flink-jm:8081/jobs/overview"]
-    assert report["ok"] is True and report["detail"].startswith("3 streaming jobs RUNNING")
+    assert report["ok"] is True and report["detail"].startswith("4 streaming jobs RUNNING")
 
 
 def test_a_failed_or_missing_job_fails_the_check_and_a_restart_counts():
@@ -34,7 +35,8 @@ def test_a_failed_or_missing_job_fails_the_check_and_a_restart_counts():
                       ("cyber_threats", "RUNNING", 9), ("cyber_threats", "FAILED", 12))
     report = flink_health(load_settings(env=CLUSTER), fetch=lambda url: answer)
     assert report["ok"] is False
-    assert report["detail"].startswith("not running: cyber_threats (FAILED), text_intelligence (NOT SUBMITTED)")
+    assert report["detail"].startswith("not running: cyber_threats (FAILED), text_intelligence (NOT SUBMITTED), "
+                                       "video_analytics (NOT SUBMITTED)")
 
 
 def test_an_unreachable_rest_api_says_what_to_check():
