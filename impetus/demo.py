@@ -5,7 +5,9 @@ replays a week of the Auckland pedestrian counts (by default the week New Zealan
 went into its COVID-19 lockdown in March 2020, shifted to the present) plus a few
 deliberately malformed messages into ``sensors.readings``, runs the Flink
 urban-anomaly job over it; replays two hours of labelled synthetic syslog, flows,
-posts and CTI items and runs the cyber and text jobs over them; then builds the lake:
+posts and CTI items and runs the cyber and text jobs over them; sends frames of the real
+``vtest.avi`` clip through the video job (people counted, faces blurred, a crowd alert for a zone
+given a small capacity, with anonymised evidence); then builds the lake:
 the first time, two years of Auckland history (2019-2020) go to ``sensors.history``;
 every topic is landed in Delta bronze (anonymised), silver and gold are built, and the
 historical report (hot spots, trends, before/after the 2020 lockdown) is written; finally the
@@ -130,6 +132,7 @@ def run(settings: Settings, options: DemoOptions, say=print) -> dict:
     counts = next((c for c in reversed(counts) if c["run_id"] == run_id and c["final"]), None)
 
     synthetic = run_synthetic(settings, say)
+    video = run_video(settings, say)
 
     lake = run_lake(settings, options, say)
     models = run_retraining(settings, say)
@@ -139,7 +142,7 @@ def run(settings: Settings, options: DemoOptions, say=print) -> dict:
                "alerts_by_category": dict(Counter(a["category"] for a in alerts).most_common()),
                "flink_seconds": round(flink_s, 1), "lake": lake, "sensors_landing": sensors_in,
                "alert_topic": alert_topic(tenant), "dlq_topic": dlq_topic(TOPIC), "synthetic": synthetic,
-               "models": models}
+               "models": models, "video": video}
     _print_summary(summary, alerts, dead, settings, say)
     return summary
 
@@ -172,6 +175,35 @@ def run_lake(settings: Settings, options: DemoOptions, say=print) -> dict:
     lake["history_sent"] = history
     lake["seconds"] = round(took, 1)
     return lake
+
+
+def run_video(settings: Settings, say=print, frames_sent: int = 60, capacity: int = 0) -> dict:
+    """Step 5: the real clip through the video job: people counted, a crowd alert, anonymised evidence."""
+    from impetus.replay import video as video_replay
+    from impetus.rules import make_rule, publish
+
+    tenant, zone = "padova", "piazza-nord"
+    say(f"5/7  video: {frames_sent} frames of vtest.avi (opencv-doc) at 5 fps into video.frames; zone {zone} "
+        f"closed for the demo: capacity {capacity} (impetus rules add --kind zone_capacity)")
+    publish(settings, [make_rule("demo-capacity-piazza-nord", tenant, "zone_capacity",
+                                 {"zone": zone, "capacity": capacity, "window_seconds": 10, "min_frames": 3})])
+    before = end_offsets(settings, "video.frames")
+    alerts_before = end_offsets(settings, alert_topic(tenant))
+    detections_before = end_offsets(settings, "video.detections")
+    sent = replay(settings, "video.frames", video_replay.frames(tenant=tenant, zone=zone, fps=5, limit=frames_sent),
+                  key=lambda d: d["camera_id"], progress=False)
+    offsets = ",".join(f"{p}:{o}" for p, o in sorted(before.items()))
+    say("    Flink: video_analytics (decode, people and faces, anonymise, crowd density)")
+    seconds = run_job(settings, "jobs/streaming/video_analytics.py",
+                      ["--bounded", "--start-offsets", f"video.frames={offsets}", "--group-id", "impetus-demo"],
+                      "demo-video_analytics", say)
+    alerts = [json.loads(m.value) for m in read_messages(settings, alert_topic(tenant), alerts_before, settle_s=10)]
+    crowd = [a for a in alerts if a["category"] == "crowd_density"]
+    detections = [json.loads(m.value) for m in read_messages(settings, "video.detections", detections_before,
+                                                             settle_s=5)]
+    return {"frames": sent.sent, "detections": len(detections),
+            "people": sum(d["people"] for d in detections), "faces": sum(d["faces"] for d in detections),
+            "crowd_alerts": crowd, "seconds": round(seconds, 1), "fps": round(sent.sent / seconds, 2)}
 
 
 def run_retraining(settings: Settings, say=print) -> list[dict]:
@@ -308,6 +340,14 @@ def _print_summary(summary: dict, alerts: list[dict], dead: list[dict], settings
     if report.get("report"):
         say(f"historical report     {report['report']}")
     say(f"data inventory        {lake.get('inventory')}")
+    video = summary.get("video") or {}
+    if video:
+        say(f"video                 {video['frames']:>8}  frames -> {video['detections']} detections "
+            f"({video['people']} people, {video['faces']} faces found, blurred), "
+            f"{len(video['crowd_alerts'])} crowd_density alerts, {video['fps']} frames/s through the job")
+        for alert in video["crowd_alerts"][:2]:
+            say(f"    [{alert['severity']:<6}] {alert['title']}")
+            say(f"    anonymised evidence {alert['evidence'].get('evidence_uri')}")
     for model in summary.get("models") or []:
         verdict = "promoted to @champion" if model["promoted"] else "not promoted"
         say(f"model {model['model']:<15} version {model['version']} {verdict} (MLflow run {model['run_id'][:8]}): "

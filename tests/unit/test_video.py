@@ -72,10 +72,11 @@ def test_frames_of_the_clip_publish_no_face_and_count_people_as_the_detector_doe
         published = cv2.imdecode(np.frombuffer(base64.b64decode(analysed["anonymised_jpeg"]), np.uint8),
                                  cv2.IMREAD_COLOR)
         assert haar_faces(published) == []
-        # every person is shaded: the box's pixels are the flat shade
+        # every person is shaded: most of the inside of each box is the flat shade (a blurred face or
+        # another box's outline may cross it)
         for x, y, w, h, _ in analysed["people_boxes"]:
-            centre = published[y + h // 2, x + w // 2].astype(int)
-            assert np.abs(centre - 96).max() <= 12
+            inside = published[y + h // 5:y + 4 * h // 5, x + w // 5:x + 4 * w // 5].astype(int)
+            assert (np.abs(inside - 96).max(axis=2) <= 12).mean() >= 0.8
     assert sum(video.analyse_frame(d, people_detector, face_detector)["people"] for d in docs) > 0
 
 
