@@ -76,6 +76,8 @@ class Settings:
     # The instant the lake's time rules (gate retention and freshness, retention runs) take as now:
     # empty for the real clock, or an ISO 8601 instant with offset to replay or test old data.
     clock: str = ""
+    # Extra ONNX object detectors the video job runs: registered model names, comma-separated (impetus.detect.objects)
+    video_detectors: str = ""
     # Domain defaults (tenants are declared in schemas/topics.yaml)
     # sensor kind -> value above which a reading raises a threshold alert
     sensor_thresholds: dict[str, float] = field(default_factory=dict)
@@ -138,6 +140,7 @@ def _local_defaults(home: Path, var: Path) -> dict:
         "pseudonym_key_file": var / "secrets" / "pseudonym.key",
         "erasure_queue_dir": var / "secrets" / "erasure-requests",
         "clock": "",
+        "video_detectors": "",
         # pedestrians per hour at one counter; air quality, bacteria and noise limits with their
         # sources in impetus/detect/urban.py (DEFAULT_KIND_THRESHOLDS)
         "sensor_thresholds": {"pedestrian_count": 3000.0, "pm2_5": 55.4, "pm10": 254.0, "no2": 360.0,

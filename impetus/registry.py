@@ -326,7 +326,13 @@ def read_artefact(name: str, folder: Path, version: str):
 
         baseline = load_baseline(folder / "artifacts" / "baseline.json")
         return dict(baseline, version=version, build=baseline["version"])
-    raise ConfigError(f"no loader for model {name!r}")
+    metadata = model_metadata(folder)
+    from impetus.detect.objects import CONTRACT, ObjectDetector
+
+    if metadata.get("contract") == CONTRACT:
+        return ObjectDetector(name, version, (folder / "model.onnx").read_bytes(), metadata)
+    raise ConfigError(f"no loader for model {name!r}: not flow_anomaly, urban_baseline, or a detector declaring "
+                      f"contract {CONTRACT}")
 
 
 def log_flow_model(onnx_bytes: bytes, metadata: dict, sample, registered_name: str):

@@ -30,7 +30,7 @@ from impetus.schemas import PayloadRejected, document_error, validation_error
 
 TOPIC = "rules"
 # kinds of which every matching rule applies; all other kinds take one parameter set per tenant
-MULTIPLE = {"sensor_threshold", "investigation", "watched_asset", "zone_capacity"}
+MULTIPLE = {"sensor_threshold", "investigation", "watched_asset", "zone_capacity", "object_alert"}
 
 
 class RuleError(ValueError):
@@ -39,10 +39,10 @@ class RuleError(ValueError):
 
 def rule_kinds() -> dict[str, dict]:
     """Every rule kind a detector understands: {kind: {"description", "params": {name: (default, meaning)}}}."""
-    from impetus.detect import cyber, flow_anomaly, text, thresholds, urban, video
+    from impetus.detect import cyber, flow_anomaly, objects, text, thresholds, urban, video
 
     kinds: dict[str, dict] = {}
-    for module in (thresholds, urban, cyber, flow_anomaly, text, video):
+    for module in (thresholds, urban, cyber, flow_anomaly, text, video, objects):
         kinds.update(getattr(module, "RULE_KINDS", {}))
     return kinds
 
@@ -92,6 +92,11 @@ def _param_errors(rule: dict) -> str | None:
             from impetus.detect.video import zone_rule_errors
 
             return zone_rule_errors(params)
+        elif kind == "object_alert":
+            if not isinstance(params.get("model"), str) or not params["model"]:
+                return "object_alert needs model (the registered detector's name)"
+            if not isinstance(params.get("min_score", 0.5), (int, float)):
+                return "object_alert min_score must be a number"
         elif kind == "sensor_threshold":
             if not isinstance(params.get("kind"), str) or not isinstance(params.get("threshold"), (int, float)):
                 return "sensor_threshold needs kind (a sensor kind) and threshold (a number)"

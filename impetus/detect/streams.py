@@ -305,7 +305,20 @@ def analyse_video_frame(doc: dict) -> dict:
     from impetus.detect.video import analyse_frame
     from impetus.evidence import public_key_of
 
-    return analyse_frame(doc, public_key=public_key_of(load_settings()))
+    settings = load_settings()
+    return analyse_frame(doc, public_key=public_key_of(settings), object_detectors=_object_detectors(settings))
+
+
+_DETECTORS: dict[str, list] = {}
+
+
+def _object_detectors(settings) -> list:
+    """The registered detectors of ``IMPETUS_VIDEO_DETECTORS``, loaded once per worker process."""
+    if settings.video_detectors not in _DETECTORS:
+        from impetus.detect.objects import load_detectors
+
+        _DETECTORS[settings.video_detectors] = load_detectors(settings, log=lambda line: print(line, flush=True))
+    return _DETECTORS[settings.video_detectors]
 
 
 class ZoneWatch:
@@ -326,12 +339,17 @@ class ZoneWatch:
     def on_event(self, state, frame, book, ts_ms=None):
         from impetus.detect.video import crowd_step
 
+        from impetus.detect.objects import object_alerts
+
         zone = frame.get("zone") or frame["camera_id"]
+        alerts = object_alerts(frame, book.matching(frame["tenant"], "object_alert")) if frame.get("objects") else []
         rules = [r for r in book.matching(frame["tenant"], "zone_capacity") if r["params"].get("zone") == zone]
-        if not rules:
-            return None, []
-        moment = ts_ms if ts_ms is not None else urban.event_ms(frame["event_time"])
-        state, alerts = crowd_step(state, dict(frame, zone=zone), rules[0], moment)
+        if rules:
+            moment = ts_ms if ts_ms is not None else urban.event_ms(frame["event_time"])
+            state, crowd = crowd_step(state, dict(frame, zone=zone), rules[0], moment)
+            alerts += crowd
+        else:
+            state = None
         for alert in alerts:
             self._keep_evidence(alert, frame)
         return state, alerts

@@ -293,11 +293,13 @@ def encode_jpeg(image, quality: int = 80) -> bytes:
 
 
 def analyse_frame(doc: dict, people_detector: PeopleDetector | None = None,
-                  face_detector: FaceDetector | None = None, max_pixels: int = MAX_PIXELS, public_key=None) -> dict:
+                  face_detector: FaceDetector | None = None, max_pixels: int = MAX_PIXELS, public_key=None,
+                  object_detectors=()) -> dict:
     """The ``video.frames`` document turned into what may leave the job: counts, boxes, model versions
     and the anonymised JPEG (base64, ``anonymised_jpeg``); the raw ``image`` is dropped. With the
     operators' ``public_key``, the frame as received is kept sealed (``sealed_frame``, base64;
-    :mod:`impetus.evidence`), which only the private key opens.
+    :mod:`impetus.evidence`), which only the private key opens. ``object_detectors``
+    (:class:`impetus.detect.objects.ObjectDetector`) add their findings as ``objects``.
 
     FrameRejected for a frame that cannot be analysed."""
     if people_detector is None or face_detector is None:
@@ -310,7 +312,9 @@ def analyse_frame(doc: dict, people_detector: PeopleDetector | None = None,
     result = {key: value for key, value in doc.items() if key != "image"}
     result.update(width=width, height=height, people=len(people), faces=len(faces) + rechecked,
                   people_boxes=[b.as_list() for b in people], face_boxes=[b.as_list() for b in faces],
-                  models={"people": people_detector.version, "faces": face_detector.version},
+                  models={"people": people_detector.version, "faces": face_detector.version,
+                          **{d.name: d.version for d in object_detectors}},
+                  objects=[found.as_dict(d.name, d.version) for d in object_detectors for found in d.detect(frame)],
                   anonymised_jpeg=base64.b64encode(encode_jpeg(image)).decode("ascii"))
     if public_key is not None:
         from impetus.evidence import seal
@@ -324,7 +328,7 @@ def analyse_frame(doc: dict, people_detector: PeopleDetector | None = None,
 def detection_record(analysed: dict) -> dict:
     """The ``video.detections`` message of an analysed frame: no pixels."""
     keys = ("tenant", "camera_id", "zone", "event_time", "frame_seq", "width", "height", "people", "faces",
-            "people_boxes", "face_boxes", "models")
+            "people_boxes", "face_boxes", "objects", "models")
     return {key: analysed[key] for key in keys if key in analysed and analysed[key] is not None}
 
 

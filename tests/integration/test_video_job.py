@@ -11,6 +11,7 @@ import uuid
 import cv2
 import numpy as np
 
+from impetus.config import load_settings
 from impetus.detect.video import PeopleDetector, decode_frame
 from impetus.replay.video import DEFAULT_CLIP, frames
 from impetus.rules import make_rule, publish
@@ -30,7 +31,11 @@ def test_frames_give_detections_one_crowd_alert_with_anonymised_evidence_and_dea
     bad = [dict(broken, image=base64.b64encode(base64.b64decode(broken["image"])[:500]).decode()),
            dict(broken, image=""),
            dict(broken, width=4200, height=4200, image=base64.b64encode(big.tobytes()).decode())]
-    payloads = [json.dumps(d).encode() for d in docs + bad]
+    red = np.full((576, 768, 3), 110, np.uint8)
+    cv2.rectangle(red, (192, 144), (383, 287), (0, 0, 255), -1)
+    ok, red_jpeg = cv2.imencode(".jpg", red)
+    red_doc = dict(clip[1], camera_id="cam-red", zone="gate", image=base64.b64encode(red_jpeg.tobytes()).decode())
+    payloads = [json.dumps(d).encode() for d in docs + bad + [red_doc]]
     stamps = [BASE_MS + i * 100 for i in range(len(payloads))]
     for i, d in enumerate(docs):
         stamps[i] = BASE_MS + (d["frame_seq"] * 200)
@@ -40,12 +45,32 @@ def test_frames_give_detections_one_crowd_alert_with_anonymised_evidence_and_dea
     publish(scratch.settings, [
         make_rule("cap-crowded", t, "zone_capacity", {"zone": "crowded", "capacity": max(0, observed - 1),
                                                       "window_seconds": 10, "min_frames": 3}),
-        make_rule("cap-roomy", t, "zone_capacity", {"zone": "roomy", "capacity": observed + 5})], scratch.rules)
+        make_rule("cap-roomy", t, "zone_capacity", {"zone": "roomy", "capacity": observed + 5}),
+        make_rule("red-objects", t, "object_alert",
+                  {"model": "red_object_detector", "classes": "red_object", "min_score": 0.5})], scratch.rules)
+    # an extra detector in the registry, built here to the declared contract (impetus.detect.objects)
+    import mlflow
+    import mlflow.onnx
+    import onnx
+
+    from impetus.detect.objects import COLOUR_DETECTOR_METADATA, build_colour_detector
+    from impetus.registry import experiment_id, mlflow_client, set_champion
+
+    registry_env = {"IMPETUS_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+                    "IMPETUS_MLFLOW_ARTIFACT_URI": (tmp_path / "artifacts").as_uri()}
+    registry_settings = load_settings(env={**os.environ, **registry_env})
+    client = mlflow_client(registry_settings)
+    with mlflow.start_run(experiment_id=experiment_id(registry_settings, client, "red_object_detector")):
+        info = mlflow.onnx.log_model(onnx.load_from_string(build_colour_detector()), name="model",
+                                     metadata=COLOUR_DETECTOR_METADATA, registered_model_name="red_object_detector")
+    set_champion(registry_settings, client, "red_object_detector", info.registered_model_version, "test",
+                 announce=False)
 
     from impetus.evidence import generate_keypair
 
     generate_keypair(tmp_path / "operators.pem", tmp_path / "platform.pem")
-    env = {"IMPETUS_EVIDENCE_DIR": str(tmp_path / "evidence"),
+    env = {**registry_env, "IMPETUS_VIDEO_DETECTORS": "red_object_detector",
+           "IMPETUS_EVIDENCE_DIR": str(tmp_path / "evidence"),
            "IMPETUS_EVIDENCE_PUBLIC_KEY": str(tmp_path / "platform.pem"),
            "IMPETUS_LAKE_URI": (tmp_path / "lake").as_uri(), "IMPETUS_PSEUDONYM_KEY": "ab" * 32}
     run_id = f"test-{uuid.uuid4().hex[:8]}"
@@ -53,12 +78,21 @@ def test_frames_give_detections_one_crowd_alert_with_anonymised_evidence_and_dea
                "--tenants", t, "--group-id", f"test-{t}", "--rules-topic", scratch.rules, "--run-id", run_id, env=env)
 
     detections = [json.loads(m.value) for m in read_messages(scratch.settings, "video.detections", settle_s=10)]
-    mine = sorted((d["camera_id"], d["frame_seq"], d["people"]) for d in detections if d["tenant"] == t)
+    mine = sorted((d["camera_id"], d["frame_seq"], d["people"]) for d in detections
+                  if d["tenant"] == t and d["camera_id"] != "cam-red")
     assert mine == sorted((camera, seq, n) for camera in ("cam-a", "cam-b") for seq, n in enumerate(counts))
     assert all("image" not in d and "anonymised_jpeg" not in d for d in detections if d["tenant"] == t)
 
-    alerts = scratch.read(scratch.alerts)
-    assert [(a["category"], a["entity"]["id"]) for a in alerts] == [("crowd_density", "crowded")]
+    (found,) = [d["objects"] for d in detections if d["tenant"] == t and d["camera_id"] == "cam-red"]
+    assert found == [{"model": "red_object_detector", "version": "1", "label": "red_object", "score": 1.0,
+                      "box": [192, 144, 192, 144]}]
+    everything = scratch.read(scratch.alerts)
+    assert sorted((a["category"], a["entity"]["id"]) for a in everything) == [
+        ("crowd_density", "crowded"), ("object_detected", "cam-red")]
+    (spotted,) = [a for a in everything if a["category"] == "object_detected"]
+    assert spotted["detector"] == {"kind": "model", "name": "red_object_detector", "version": "1"}
+    assert spotted["evidence"]["label"] == "red_object" and spotted["evidence"]["evidence_uri"].endswith(".jpg")
+    alerts = [a for a in everything if a["category"] == "crowd_density"]
     evidence = alerts[0]["evidence"]
     assert evidence["capacity"] == max(0, observed - 1) and evidence["median_people"] > evidence["capacity"]
     path = evidence["evidence_uri"].removeprefix("file://")
@@ -98,3 +132,4 @@ def test_frames_give_detections_one_crowd_alert_with_anonymised_evidence_and_dea
     assert any("4200x4200 pixels is larger than" in r for r in reasons)
     totals = scratch.accounting(run_id)
     assert totals["messages_in"] == len(payloads) and totals["dead_lettered"] == 3
+    assert totals["processed"] == len(payloads) - 3

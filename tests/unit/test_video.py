@@ -186,3 +186,26 @@ def test_an_analysed_frame_carries_its_sealed_original_only_with_a_key(tmp_path,
     opened, _ = evidence.unseal(base64.b64decode(result["sealed_frame"]), private)
     assert opened == base64.b64decode(doc["image"])
     assert "sealed_frame" not in video.detection_record(result)
+
+
+def test_a_registered_detector_must_follow_the_contract_and_its_classes_raise_alerts():
+    from impetus.detect.objects import (COLOUR_DETECTOR_METADATA, ObjectDetector, build_colour_detector,
+                                        object_alerts)
+
+    model = build_colour_detector()
+    with pytest.raises(ValueError, match="does not declare contract impetus-detector/1"):
+        ObjectDetector("weapons", "3", model, {"classes": ["knife"], "input_size": [64, 64]})
+    detector = ObjectDetector("red_object_detector", "2", model, COLOUR_DETECTOR_METADATA)
+    scene = np.full((480, 640, 3), 100, np.uint8)
+    assert detector.detect(scene) == []
+    cv2.rectangle(scene, (480, 360), (639, 479), (0, 0, 255), -1)   # the bottom-right cell, pure red
+    (found,) = detector.detect(scene)
+    assert (found.label, found.score, found.box) == ("red_object", 1.0, (480, 360, 160, 120))
+    frame = {"tenant": "padova", "camera_id": "cam-1", "zone": "gate", "frame_seq": 4,
+             "event_time": "2026-05-01T21:00:00Z", "objects": [found.as_dict("red_object_detector", "2")]}
+    wanted = make_rule("reds", "padova", "object_alert", {"model": "red_object_detector", "classes": "red_object"})
+    other = make_rule("knives", "padova", "object_alert", {"model": "red_object_detector", "classes": "knife"})
+    (alert,) = object_alerts(frame, [check_rule(wanted), check_rule(other)])
+    assert alert["category"] == "object_detected" and alert["severity"] == "critical"
+    assert alert["detector"] == {"kind": "model", "name": "red_object_detector", "version": "2"}
+    assert alert["evidence"]["box"] == "480,360,160,120"
