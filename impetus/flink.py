@@ -134,15 +134,19 @@ def kafka_source(settings: Settings, topic: str, group_id: str, bounded: bool = 
     return builder.build()
 
 
-def event_time(out_of_orderness_ms: int, idle_ms: int = 5000):
+def event_time(out_of_orderness_ms: int, idle_ms: int | None = 5000):
     """Watermarks from Kafka record timestamps, tolerating ``out_of_orderness_ms`` of disorder.
 
-    A partition without messages for ``idle_ms`` stops holding the watermark back.
+    A partition without messages for ``idle_ms`` stops holding the watermark back (live runs).
+    ``idle_ms=None`` for bounded runs: all their data is there, and an input marked idle while its
+    records are still queued in the Python operators would hand the event-time clock to the rules
+    side, which ends (at the end of time) as soon as it has read the rules: every timer would fire
+    early.
     """
     from pyflink.common import Duration, WatermarkStrategy
 
-    return (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(out_of_orderness_ms))
-            .with_idleness(Duration.of_millis(idle_ms)))
+    strategy = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(out_of_orderness_ms))
+    return strategy if idle_ms is None else strategy.with_idleness(Duration.of_millis(idle_ms))
 
 
 def kafka_sink(settings: Settings, topic: str | None = None, topic_selector=None,

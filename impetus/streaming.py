@@ -114,7 +114,8 @@ def intake_streams(env, settings, job: str, inputs: list[Input], options: JobOpt
         topic = options.topics[spec.topic]
         source = kafka_source(settings, topic, options.group_id, bounded=options.bounded,
                               offsets=options.offsets.get(topic))
-        raw = env.from_source(source, event_time(options.out_of_orderness_ms), f"kafka: {topic}")
+        strategy = event_time(options.out_of_orderness_ms, idle_ms=None if options.bounded else 5000)
+        raw = env.from_source(source, strategy, f"kafka: {topic}")
         function, dead_letters = intake(job, topic, spec.schema, options.tenants, spec.parse)
         valid = raw.process(function).name(f"validate {topic}").uid(f"validate-{spec.topic}")
         letters = valid.get_side_output(dead_letters)
