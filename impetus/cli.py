@@ -312,8 +312,9 @@ def _cmd_models(args, settings) -> int:
               f"(impetus models retrain <name>)")
         return 0
     print(f"{'model':<16} {'version':>7}  {'aliases':<10} {'decision':<9} {'created':<26} metrics")
+    declared = registry.load_lifecycles(settings)
     for row in rows:
-        spec = registry.load_lifecycles(settings).get(row["model"])
+        spec = declared.get(row["model"])
         metric = spec.metric if spec else ""
         shown = f"{metric}={row['metrics'].get(metric)}" if metric in row["metrics"] else ""
         if spec and f"champion_{metric}" in row["metrics"]:

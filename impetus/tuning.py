@@ -145,11 +145,11 @@ def propose(tenant: str, knob: Knob, current_param: float, train: list[dict], ho
                   + ("beats" if won else "does not beat") + f" it by the declared margin {margin:g}")
 
 
-def current_params(settings: Settings, tenant: str, kind: str, topic: str) -> tuple[dict, str | None]:
-    """(params in force for ``tenant``, id of the tenant's own rule of ``kind`` or None)."""
-    from impetus.rules import RuleBook, defaults_from, read_rules, rule_kinds
+def current_params(rules: dict[str, dict], tenant: str, kind: str) -> tuple[dict, str | None]:
+    """(params in force for ``tenant`` given the ``rules`` on the topic, id of the tenant's own rule of
+    ``kind`` or None)."""
+    from impetus.rules import RuleBook, defaults_from, rule_kinds
 
-    rules = read_rules(settings, topic)
     book = RuleBook(rules, defaults_from(rule_kinds(), [kind]))
     rule = book.single(tenant, kind)
     params = dict(rule["params"]) if rule else {}
@@ -190,9 +190,12 @@ def tune(settings: Settings, *, promote: bool = True, spark=None, log=None, rule
             spark.stop()
     log(f"[tune] {data.table} version {data.version}: {len(data.train)} decided alerts before {data.cutoff}, "
         f"{len(data.holdout)} held out")
+    from impetus.rules import read_rules
+
+    in_force = read_rules(settings, rules_topic)
     proposals = []
     for (tenant, kind), _ in data.train.groupby(["tenant", "category"]):
-        params, own = current_params(settings, tenant, kind, rules_topic)
+        params, own = current_params(in_force, tenant, kind)
         knob = KNOBS[kind]
         if params.get(knob.param) is None:  # flow_anomaly without a rule value: the model's threshold
             recent = data.train[(data.train["tenant"] == tenant) & (data.train["category"] == kind)]

@@ -11,6 +11,8 @@ State per key is plain picklable data; rules come from a :class:`impetus.rules.R
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from impetus.detect import thresholds, urban
 from impetus.rules import detector_of
 
@@ -301,24 +303,22 @@ def analyse_video_frame(doc: dict) -> dict:
     A frame that cannot be decoded raises :class:`impetus.detect.video.FrameRejected` (a ValueError:
     the intake dead-letters it with the reason). The detectors load once per worker process.
     """
-    from impetus.config import load_settings
     from impetus.detect.video import analyse_frame
+
+    public_key, object_detectors = _video_context()
+    return analyse_frame(doc, public_key=public_key, object_detectors=object_detectors)
+
+
+@lru_cache(maxsize=1)
+def _video_context():
+    """(operators' public key or None, registered detectors of ``IMPETUS_VIDEO_DETECTORS``), read once per
+    worker process rather than for every frame."""
+    from impetus.config import load_settings
+    from impetus.detect.objects import load_detectors
     from impetus.evidence import public_key_of
 
     settings = load_settings()
-    return analyse_frame(doc, public_key=public_key_of(settings), object_detectors=_object_detectors(settings))
-
-
-_DETECTORS: dict[str, list] = {}
-
-
-def _object_detectors(settings) -> list:
-    """The registered detectors of ``IMPETUS_VIDEO_DETECTORS``, loaded once per worker process."""
-    if settings.video_detectors not in _DETECTORS:
-        from impetus.detect.objects import load_detectors
-
-        _DETECTORS[settings.video_detectors] = load_detectors(settings, log=lambda line: print(line, flush=True))
-    return _DETECTORS[settings.video_detectors]
+    return public_key_of(settings), load_detectors(settings, log=lambda line: print(line, flush=True))
 
 
 class ZoneWatch:
