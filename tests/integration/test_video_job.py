@@ -15,7 +15,7 @@ from impetus.config import load_settings
 from impetus.detect.video import PeopleDetector, decode_frame
 from impetus.replay.video import DEFAULT_CLIP, frames
 from impetus.rules import make_rule, publish
-from impetus.topics import read_messages
+from impetus.topics import end_offsets, read_messages
 
 from .conftest import ROOT, run_script
 from .test_cyber_threats_job import BASE_MS
@@ -73,11 +73,14 @@ def test_frames_give_detections_one_crowd_alert_with_anonymised_evidence_and_dea
            "IMPETUS_EVIDENCE_DIR": str(tmp_path / "evidence"),
            "IMPETUS_EVIDENCE_PUBLIC_KEY": str(tmp_path / "platform.pem"),
            "IMPETUS_LAKE_URI": (tmp_path / "lake").as_uri(), "IMPETUS_PSEUDONYM_KEY": "ab" * 32}
+    # video.detections is shared and keeps an hour: read what this run adds, after today's end offsets
+    detections_before = end_offsets(scratch.settings, "video.detections")
     run_id = f"test-{uuid.uuid4().hex[:8]}"
     run_script("jobs/streaming/video_analytics.py", "--bounded", "--topic", f"video.frames={scratch.source}",
                "--tenants", t, "--group-id", f"test-{t}", "--rules-topic", scratch.rules, "--run-id", run_id, env=env)
 
-    detections = [json.loads(m.value) for m in read_messages(scratch.settings, "video.detections", settle_s=10)]
+    added = read_messages(scratch.settings, "video.detections", detections_before, settle_s=10)
+    detections = [json.loads(m.value) for m in added]
     mine = sorted((d["camera_id"], d["frame_seq"], d["people"]) for d in detections
                   if d["tenant"] == t and d["camera_id"] != "cam-red")
     assert mine == sorted((camera, seq, n) for camera in ("cam-a", "cam-b") for seq, n in enumerate(counts))
