@@ -78,6 +78,10 @@ class Settings:
     clock: str = ""
     # Extra ONNX object detectors the video job runs: registered model names, comma-separated (impetus.detect.objects)
     video_detectors: str = ""
+    # How often (seconds) a video worker asks the registry whether those detectors' @champion moved
+    video_detectors_check_seconds: int = 60
+    # Threads ONNX Runtime gives each face-detector run in a video worker; 0 = one per core
+    video_threads: int = 0
     # Domain defaults (tenants are declared in schemas/topics.yaml)
     # sensor kind -> value above which a reading raises a threshold alert
     sensor_thresholds: dict[str, float] = field(default_factory=dict)
@@ -141,6 +145,8 @@ def _local_defaults(home: Path, var: Path) -> dict:
         "erasure_queue_dir": var / "secrets" / "erasure-requests",
         "clock": "",
         "video_detectors": "",
+        "video_detectors_check_seconds": 60,
+        "video_threads": 0,
         # pedestrians per hour at one counter; air quality, bacteria and noise limits with their
         # sources in impetus/detect/urban.py (DEFAULT_KIND_THRESHOLDS)
         "sensor_thresholds": {"pedestrian_count": 3000.0, "pm2_5": 55.4, "pm10": 254.0, "no2": 360.0,

@@ -98,20 +98,75 @@ class ObjectDetector:
         return sorted(found, key=lambda d: -d.score)
 
 
-def load_detectors(settings, log=print) -> list[ObjectDetector]:
-    """The ``@champion`` of every name in ``settings.video_detectors`` (a name without one is reported, skipped)."""
-    from impetus.registry import load_artefact
+class RegisteredDetectors:
+    """The detectors named in ``settings.video_detectors``, each kept at its registry ``@champion``.
 
-    loaded = []
-    for name in [n.strip() for n in settings.video_detectors.split(",") if n.strip()]:
+    The registry is asked again at most every ``check_seconds`` (the ``video_detectors_check_seconds``
+    setting), between two frames: a promoted version (``impetus models promote NAME V``) is loaded and
+    used from the next frame on, without a restart. A name without a champion is skipped and reported
+    once; a version that fails to load or breaks the contract is reported and the one in use is kept;
+    an unreachable registry keeps what is loaded.
+    """
+
+    def __init__(self, settings, log=print, check_seconds: float | None = None, clock=None):
+        import time
+
+        self.settings, self.log = settings, log
+        self.names = [n.strip() for n in settings.video_detectors.split(",") if n.strip()]
+        self.check_seconds = settings.video_detectors_check_seconds if check_seconds is None else check_seconds
+        self.clock = clock or time.monotonic
+        self.loaded: dict[str, ObjectDetector] = {}
+        self.reported: set[tuple[str, str]] = set()
+        self.checked_at: float | None = None
+
+    def current(self) -> list[ObjectDetector]:
+        """The detectors to run on the next frame (the registry checked first when it is time)."""
+        if self.names and (self.checked_at is None or self.clock() - self.checked_at >= self.check_seconds):
+            self.checked_at = self.clock()
+            self.refresh()
+        return [self.loaded[name] for name in self.names if name in self.loaded]
+
+    def refresh(self) -> None:
+        from impetus.registry import champion_version, load_artefact, mlflow_client
+
         try:
-            detector, version = load_artefact(settings, name)
-        except Exception as err:  # a missing detector must not stop people counting and anonymisation
-            log(f"video detector {name}: not loaded ({type(err).__name__}: {err})")
-            continue
-        log(f"video detector {name}: version {version}, classes {', '.join(detector.classes)}")
-        loaded.append(detector)
-    return loaded
+            client = mlflow_client(self.settings)
+            champions = {name: champion_version(client, name) for name in self.names}
+        except Exception as err:  # people counting and anonymisation go on without the extra detectors
+            self._once(("registry", type(err).__name__), f"video detectors: registry at "
+                       f"{self.settings.mlflow_tracking_uri} not reachable ({type(err).__name__}: {err}); "
+                       f"keeping {self._in_use()}")
+            return
+        for name, champion in champions.items():
+            if champion is None:
+                self._once((name, "none"), f"video detector {name}: no @champion in the registry; not run")
+                continue
+            version = str(champion.version)
+            current = self.loaded.get(name)
+            if current is not None and current.version == version:
+                continue
+            try:
+                detector, version = load_artefact(self.settings, name, version)
+                if not isinstance(detector, ObjectDetector):
+                    raise ValueError(f"not a detector of contract {CONTRACT}")
+                detector._open()  # its input and output are checked now, not on a frame
+            except Exception as err:  # a broken version must not stop the job or replace a working one
+                self._once((name, version), f"video detector {name}: version {version} not loaded "
+                           f"({type(err).__name__}: {err}); " +
+                           (f"keeping version {current.version}" if current else "not run"))
+                continue
+            self.log(f"video detector {name}: " + (f"version {current.version} -> {version}" if current
+                                                   else f"version {version}") +
+                     f", classes {', '.join(detector.classes)}")
+            self.loaded[name] = detector
+
+    def _in_use(self) -> str:
+        return ", ".join(f"{d.name} {d.version}" for d in self.loaded.values()) or "none"
+
+    def _once(self, key: tuple[str, str], line: str) -> None:
+        if key not in self.reported:
+            self.reported.add(key)
+            self.log(line)
 
 
 def object_alerts(frame: dict, rules: list[dict]) -> list[dict]:
