@@ -204,7 +204,6 @@ class FaceDetector:
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.log_severity_level = 3  # the graph lists its weights as inputs too: not worth a warning
             self._session = onnxruntime.InferenceSession(graph.SerializeToString(), sess_options=options,
                                                          providers=["CPUExecutionProvider"])
