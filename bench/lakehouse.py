@@ -56,7 +56,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from streaming import Sampler, delete_topics, log, pyplot  # noqa: E402 - shared with the sibling benchmark
+from streaming import Sampler, delete_topics, log, pyplot, write_chart  # noqa: E402 - shared with the sibling benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).resolve()
@@ -969,10 +969,7 @@ def chart(results: dict, path: Path) -> None:
         ax.set_ylabel("seconds (best of runs)")
         ax.set_title("Analysis queries over the same Delta table")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    log(f"chart: {path}")
+    write_chart(plt, fig, path)
 
 
 # ------------------------------------------------------------------------------------------ main

@@ -572,6 +572,14 @@ def pyplot():
     return plt
 
 
+def write_chart(plt, fig, path: Path) -> None:
+    """Lay out ``fig``, write it to ``path`` as PNG and free it (shared by the benchmarks)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    log(f"chart: {path}")
+
+
 def chart(results: dict, path: Path) -> None:
     plt = pyplot()
     if plt is None:
@@ -590,10 +598,7 @@ def chart(results: dict, path: Path) -> None:
     ax.set_yscale("log")
     ax.set_title("Streaming throughput (bounded runs, start-up subtracted)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    log(f"chart: {path}")
+    write_chart(plt, fig, path)
 
 
 # ------------------------------------------------------------------------------------------ main

@@ -43,8 +43,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from streaming import (ROOT, Sampler, _kill_group, create_topics, delete_topics, log, percentile,  # noqa: E402
-                       pyplot, run_bounded, start, written)
+from streaming import (ROOT, Sampler, _kill_group, _save, create_topics, delete_topics, log,  # noqa: E402
+                       percentile, pyplot, run_bounded, start, write_chart, written)
 
 SCRIPT = "jobs/streaming/video_analytics.py"
 TENANT = "padova"
@@ -391,10 +391,7 @@ def chart(results: dict, path: Path) -> None:
     right.set_ylabel("frame -> detection, s")
     right.set_yscale("log")
     right.set_title("Latency, one camera")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    log(f"chart: {path}")
+    write_chart(plt, fig, path)
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -463,10 +460,6 @@ def main(argv=None) -> int:
     chart(results, out.with_suffix(".png"))
     log(f"results: {out} ({results['seconds'] / 60:.1f} min)")
     return 0
-
-
-def _save(results: dict, path: Path) -> None:
-    path.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
