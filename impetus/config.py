@@ -29,6 +29,9 @@ class ConfigError(ValueError):
     """A configuration value is missing or malformed; the message says which and how to set it."""
 
 
+FLINK_PYTHON_MODES = ("auto", "thread", "process")
+
+
 @dataclass(frozen=True)
 class Settings:
     profile: str
@@ -46,8 +49,12 @@ class Settings:
     flink_jobmanager: str
     flink_parallelism: int
     flink_checkpoint_interval_ms: int
-    # how long a Python operator may hold records before passing them on (PyFlink batches them)
+    # how long a Python operator may hold records before passing them on (PyFlink batches them;
+    # "process" mode only)
     flink_bundle_time_ms: int
+    # where PyFlink runs the jobs' Python: "thread" (inside the JVM, no per-record hand-over
+    # between processes), "process" (a separate Python worker) or "auto" (each job's own choice)
+    flink_python_mode: str
     # Spark / Delta
     spark_master: str
     spark_driver_memory: str
@@ -129,6 +136,7 @@ def _local_defaults(home: Path, var: Path) -> dict:
         "flink_parallelism": 1,
         "flink_checkpoint_interval_ms": 1000,
         "flink_bundle_time_ms": 10,
+        "flink_python_mode": "auto",
         "spark_master": "local[2]",
         "spark_driver_memory": "2g",
         "lake_uri": (var / "lake").as_uri(),
@@ -222,6 +230,9 @@ def load_settings(profile: str | None = None, env: dict | None = None) -> Settin
 
     if values.get("clock"):
         parse_clock(values["clock"])
+    if values["flink_python_mode"] not in FLINK_PYTHON_MODES:
+        raise ConfigError(f"IMPETUS_FLINK_PYTHON_MODE={values['flink_python_mode']!r}: must be one of "
+                          f"{', '.join(FLINK_PYTHON_MODES)}")
     return Settings(profile=profile, home=home, **values)
 
 

@@ -22,6 +22,8 @@ latency", says when to pick which.
 from __future__ import annotations
 
 import json
+import os
+import site
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
@@ -34,11 +36,14 @@ DELIVERY_MODES = ("exactly-once", "at-least-once")
 TRANSACTION_TIMEOUT_MS = 10 * 60 * 1000
 
 
-def stream_environment(settings: Settings, job_name: str, resume_from: str | None = None, restart: bool = True):
+def stream_environment(settings: Settings, job_name: str, resume_from: str | None = None, restart: bool = True,
+                       python_mode: str = "thread"):
     """A StreamExecutionEnvironment for ``job_name``; ``resume_from`` is a checkpoint or savepoint path.
 
     ``restart``: after a failure, restart from the last checkpoint (Flink's exponential back-off);
     without it a failure ends the run with an error at once (bounded runs: demo, tests, backfills).
+    ``python_mode``: the job's own choice of PyFlink execution mode, used unless
+    ``IMPETUS_FLINK_PYTHON_MODE`` names one (its default, ``auto``, leaves it to the job).
     """
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
@@ -55,8 +60,19 @@ def stream_environment(settings: Settings, job_name: str, resume_from: str | Non
     config.set_string("execution.checkpointing.dir", settings.checkpoint_path(f"flink/{job_name}"))
     config.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
     config.set_string("execution.checkpointing.num-retained", "3")
-    # PyFlink hands records to its Python workers in bundles and waits up to this long to fill one
-    # (1 s by default): each Python operator on the path adds it to the event-to-alert latency.
+    # "thread": the operators' Python runs inside the TaskManager's JVM, so a record is handed to
+    # it by a call instead of being batched, serialised and sent to a worker process (several times
+    # faster here: BENCHMARKS.md). Jobs that use ONNX Runtime choose "process": its pybind11 module
+    # hangs on import in PyFlink's embedded interpreter. The embedded interpreter does not know the
+    # virtual environment, so its packages are put on its path.
+    mode = python_mode if settings.flink_python_mode == "auto" else settings.flink_python_mode
+    if mode not in ("thread", "process"):
+        raise ValueError(f"python_mode must be 'thread' or 'process', not {mode!r}")
+    config.set_string("python.execution-mode", mode)
+    if mode == "thread" and settings.flink_jobmanager == "local":
+        config.set_string("python.pythonpath", os.pathsep.join([*site.getsitepackages(), str(PACKAGE_DIR.parent)]))
+    # In "process" mode PyFlink hands records to its Python workers in bundles and waits up to this
+    # long to fill one (1 s by default): each Python operator on the path adds it to the latency.
     config.set_string("python.fn-execution.bundle.time", str(settings.flink_bundle_time_ms))
     if resume_from:
         config.set_string("execution.state-recovery.path", resume_from)

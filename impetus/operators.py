@@ -29,6 +29,8 @@ from impetus.dlq import dead_letter_json
 from impetus.schemas import PayloadRejected, check_payload
 
 ACCOUNTING_EVERY_S = 5.0
+# first element of a detector's tally records
+TALLY = "tally"
 # Flink's watermark at the end of a bounded input (Long.MAX_VALUE)
 END_OF_INPUT = 2 ** 63 - 1
 
@@ -128,6 +130,18 @@ def accounting(job: str, run_id: str):
     return Accounting()
 
 
+def subtask_index(runtime_context) -> int:
+    """This parallel instance's index (0-based), in both of PyFlink's execution modes.
+
+    In ``thread`` mode PyFlink 2.2 asks the Java context for a method Flink 2 moved to
+    ``getTaskInfo()``, so the call fails there; the task info is asked directly instead.
+    """
+    try:
+        return runtime_context.get_index_of_this_subtask()
+    except AttributeError:
+        return runtime_context._runtime_context.getTaskInfo().getIndexOfThisSubtask()
+
+
 def _is_control(value: str) -> bool:
     """Whether a broadcast message is a ``models.control`` announcement rather than a rule."""
     try:
@@ -135,6 +149,11 @@ def _is_control(value: str) -> bool:
     except ValueError:
         return False
     return isinstance(doc, dict) and "model" in doc and "action" in doc and "rule_id" not in doc
+
+
+def is_tally(text: str) -> bool:
+    """Whether a detector's output is a tally (a JSON array) rather than an alert (a JSON object)."""
+    return text.startswith("[")
 
 
 def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], defaults: dict[str, dict],
@@ -146,9 +165,14 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
     time seen minus the tolerated disorder) are judged as usual; only those beyond it are
     passed to the logic as ``end_of_input`` (the data ended, which is not evidence of
     anything). So a fast bounded run and a live run raise the same timer-driven alerts.
+
+    Emits JSON strings: alerts (objects) and, about once a second and when a bounded input
+    ends, this instance's tallies (arrays ``["tally", topic, subtask, processed, late]``,
+    told apart by :func:`is_tally`). Tallies share the main output rather than a side
+    output because PyFlink's ``thread`` mode drops side outputs emitted from ``on_timer``.
     """
     from pyflink.common import Types
-    from pyflink.datastream import KeyedBroadcastProcessFunction, OutputTag
+    from pyflink.datastream import KeyedBroadcastProcessFunction
     from pyflink.datastream.state import ValueStateDescriptor
 
     from impetus.detect.suppression import close_windows, next_deadline, suppress_step
@@ -165,7 +189,7 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             self.metric_model_failures = metrics.counter("model_loads_failed")
             self.book = None
             self.newest = None  # newest record timestamp this instance has seen
-            self.subtask = runtime_context.get_index_of_this_subtask()
+            self.subtask = subtask_index(runtime_context)
             self.tally = {}  # source topic -> [processed, late] in this run
             self.tallied_at = 0.0
             self.final_sent = False
@@ -256,7 +280,7 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
 
         def _tallies(self):
             for topic, (processed, late) in self.tally.items():
-                yield tallies, ("tally", topic, self.subtask, processed, late)
+                yield json.dumps([TALLY, topic, self.subtask, processed, late])
 
         def on_timer(self, timestamp, ctx):
             if timestamp == END_OF_INPUT - 1:
@@ -306,5 +330,4 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                 self.metric_alerts.inc()
                 yield json.dumps(alert, ensure_ascii=False)
 
-    tallies = OutputTag("tallies", Types.PICKLED_BYTE_ARRAY())
-    return Detector(), tallies
+    return Detector()

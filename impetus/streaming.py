@@ -138,15 +138,19 @@ def detect(stream, rules, descriptor, job: str, name: str, logic, options: JobOp
     Returns (alerts as JSON str, tallies of processed messages for :func:`account`)."""
     from pyflink.common import Types
 
-    from impetus.operators import detector
+    from impetus.operators import detector, is_tally
 
-    function, tallies = detector(job, logic, descriptor, initial_rules, defaults,
-                                 int(options.suppress_minutes * 60_000), options.out_of_orderness_ms)
-    alerts = (stream.key_by(lambda value: logic.key(value[0]), key_type=Types.STRING())
-              .connect(rules)
-              .process(function, output_type=Types.STRING())
-              .name(name).uid(name.replace(" ", "-")))
-    return alerts, alerts.get_side_output(tallies)
+    function = detector(job, logic, descriptor, initial_rules, defaults,
+                        int(options.suppress_minutes * 60_000), options.out_of_orderness_ms)
+    out = (stream.key_by(lambda value: logic.key(value[0]), key_type=Types.STRING())
+           .connect(rules)
+           .process(function, output_type=Types.STRING())
+           .name(name).uid(name.replace(" ", "-")))
+    alerts = out.filter(lambda text: not is_tally(text)).name(f"{name}: alerts")
+    tallies = (out.filter(is_tally)
+               .map(lambda text: tuple(json.loads(text)), output_type=Types.PICKLED_BYTE_ARRAY())
+               .name(f"{name}: tallies"))
+    return alerts, tallies
 
 
 def account(settings, job: str, options: JobOptions, tallies: list, dead_letters: list):
@@ -196,7 +200,8 @@ def sink_alerts(alerts, settings, job: str, options: JobOptions):
     stamped_now(alerts).sink_to(sink).name("kafka: alerts.<tenant>").uid("alerts-sink")
 
 
-def prepare(job: str, description: str, inputs: list[Input], argv=None, out_of_orderness_s: float = 5.0):
+def prepare(job: str, description: str, inputs: list[Input], argv=None, out_of_orderness_s: float = 5.0,
+            python_mode: str = "thread"):
     """(settings, options, env, rules broadcast stream, rules descriptor, initial rules) for a job run."""
     from impetus.flink import latest_checkpoint, rules_snapshot, rules_stream, stream_environment
 
@@ -211,16 +216,18 @@ def prepare(job: str, description: str, inputs: list[Input], argv=None, out_of_o
                              f"{settings.checkpoint_path('flink/' + job)}; start without --resume")
     print(json.dumps({"job": job, "run_id": options.run_id, "resume_from": resume,
                       "inputs": list(options.topics.values()), "delivery": options.delivery}), flush=True)
-    env = stream_environment(settings, job, resume_from=resume, restart=not options.bounded)
+    env = stream_environment(settings, job, resume_from=resume, restart=not options.bounded, python_mode=python_mode)
     rules, descriptor = rules_stream(env, settings, options.bounded, job, options.rules_topic, options.control_topic)
     initial = rules_snapshot(settings, options.rules_topic)
     return settings, options, env, rules, descriptor, initial
 
 
-def run_job(job: str, description: str, inputs: list[Input], build, argv=None, out_of_orderness_s: float = 5.0):
+def run_job(job: str, description: str, inputs: list[Input], build, argv=None, out_of_orderness_s: float = 5.0,
+            python_mode: str = "thread"):
     """Parse the options, wire the job with ``build(env, settings, options, rules, descriptor, initial_rules)``
-    and execute it: the ``main`` of every job in jobs/streaming/."""
+    and execute it: the ``main`` of every job in jobs/streaming/. ``python_mode``: PyFlink's
+    execution mode for this job (see :func:`impetus.flink.stream_environment`)."""
     settings, options, env, rules, descriptor, initial = prepare(job, description, inputs, argv,
-                                                                 out_of_orderness_s)
+                                                                 out_of_orderness_s, python_mode)
     build(env, settings, options, rules, descriptor, initial)
     return env.execute(job)

@@ -50,7 +50,8 @@ def build(env, settings, options, rules, descriptor, initial_rules):
 
 
 def main(argv=None):
-    return run_job(JOB_NAME, __doc__, INPUTS, build, argv, OUT_OF_ORDERNESS_S)
+    # ONNX Runtime (CenterFace and registered detectors) hangs on import in PyFlink's embedded "thread" mode
+    return run_job(JOB_NAME, __doc__, INPUTS, build, argv, OUT_OF_ORDERNESS_S, python_mode="process")
 
 
 if __name__ == "__main__":

@@ -62,6 +62,8 @@ def test_bad_values_are_explained():
         load_settings(env={"IMPETUS_PROFILE": "prod"})
     with pytest.raises(ConfigError, match="kind=number"):
         load_settings(env={"IMPETUS_SENSOR_THRESHOLDS": "pedestrian_count:10"})
+    with pytest.raises(ConfigError, match="IMPETUS_FLINK_PYTHON_MODE='threads': must be one of auto, thread, process"):
+        load_settings(env={"IMPETUS_FLINK_PYTHON_MODE": "threads"})
 
 
 def test_missing_jars_say_how_to_get_them(tmp_path):
