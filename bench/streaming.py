@@ -2,7 +2,8 @@
 
 For each job (urban_anomalies, cyber_threats, text_intelligence) on the same private input topics:
 
-- throughput of the Flink job (bounded run, ``--delivery at-least-once``), of a Flink Kafka->Kafka
+- throughput of the Flink job (bounded run, ``--delivery at-least-once``; jobs that run in PyFlink's
+  ``thread`` mode also once in ``process`` mode, ``IMPETUS_FLINK_PYTHON_MODE=process``), of a Flink Kafka->Kafka
   pass-through job with no Python operator (the engine's own limit here) and of the simple
   alternative, a kafka-python loop that validates, runs the same logic object and produces alerts;
   throughput = (N_big - N_small) / (T_big - T_small), T = wall time of the bounded run's process,
@@ -42,14 +43,14 @@ SCRIPT = Path(__file__).resolve()
 
 # job name -> script, inputs (declared topic, schema, parse function name or None), tenants accepted
 JOBS = {
-    "urban": {"script": "jobs/streaming/urban_anomalies.py", "job": "urban_anomalies",
+    "urban": {"script": "jobs/streaming/urban_anomalies.py", "job": "urban_anomalies", "mode": "thread",
               "inputs": [("sensors.readings", "sensors.readings", None)], "tenants": ["auckland"],
               "out_of_orderness_ms": 600_000},
-    "cyber": {"script": "jobs/streaming/cyber_threats.py", "job": "cyber_threats",
+    "cyber": {"script": "jobs/streaming/cyber_threats.py", "job": "cyber_threats", "mode": "process",
               "inputs": [("security.syslog", "security.syslog", "syslog_event"),
                          ("network.flows", "network.flows", None)],
               "tenants": ["oslo", "padova"], "out_of_orderness_ms": 5000},
-    "text": {"script": "jobs/streaming/text_intelligence.py", "job": "text_intelligence",
+    "text": {"script": "jobs/streaming/text_intelligence.py", "job": "text_intelligence", "mode": "thread",
              "inputs": [("social.posts", "social.posts", None), ("cti.posts", "cti.posts", None)],
              "tenants": ["oslo", "padova"], "out_of_orderness_ms": 5000},
 }
@@ -178,15 +179,16 @@ class Sampler(threading.Thread):
             self.stopped.wait(0.5)
 
 
-def start(args: list[str]) -> subprocess.Popen:
+def start(args: list[str], env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, *args], cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})})
 
 
-def run_bounded(args: list[str], timeout: float = 900) -> dict:
-    """Run to completion in its own process group: wall seconds and peak memory."""
+def run_bounded(args: list[str], timeout: float = 900, env: dict | None = None) -> dict:
+    """Run to completion in its own process group (``env``: extra variables): wall seconds and peak memory."""
     began = time.monotonic()
-    process = start(args)
+    process = start(args, env)
     sampler = Sampler(process.pid)
     sampler.start()
     try:
@@ -374,7 +376,7 @@ def throughput(settings, name: str, sizes: tuple[int, int], run: str, rules: str
     alert_topics = [alert_topic(t) for t in spec["tenants"]]
     log(f"{name}: generating {sizes[1]} events")
     data = documents(name, sizes[1])
-    result = {"job": spec["job"], "sizes": list(sizes), "runs": {}}
+    result = {"job": spec["job"], "mode": spec["mode"], "sizes": list(sizes), "runs": {}}
     for size in sizes:
         prefix = f"bench.{run}.{name}.{size}"
         topics = {declared: f"{prefix}.{declared}" for declared in data}
@@ -395,10 +397,14 @@ def throughput(settings, name: str, sizes: tuple[int, int], run: str, rules: str
                 "plain": [str(SCRIPT), "--plain", name, "--topics", ",".join(f"{d}={a}" for d, a in topics.items()),
                           "--group-id", f"{prefix}.plain"],
             }
+            if spec["mode"] == "thread":
+                variants["flink_process"] = job_args(spec, topics, rules, f"{prefix}.proc-{uuid.uuid4().hex[:6]}",
+                                                     "at-least-once", True)
             for variant, args in variants.items():
                 before = written(settings, alert_topics + ([sink] if variant == "passthrough" else []))
                 log(f"{name}: {variant} over {n} events ...")
-                figures = run_bounded(args)
+                figures = run_bounded(args, env={"IMPETUS_FLINK_PYTHON_MODE": "process"}
+                                      if variant == "flink_process" else None)
                 figures["out"] = written(settings, alert_topics + ([sink] if variant == "passthrough" else [])) - before
                 figures["events"] = n * (PASSTHROUGH_REPEAT if variant == "passthrough" else 1)
                 result["runs"].setdefault(variant, {})[str(size)] = figures
@@ -536,13 +542,15 @@ def percentile(values: list[float], q: float) -> float | None:
 # ------------------------------------------------------------------------------------ reporting
 
 def table(results: dict) -> str:
-    lines = ["| job | Flink job ev/s | pass-through ev/s | plain loop ev/s | job / pass-through | job / plain | "
-             "peak MB job / pass-through / plain |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+    lines = ["| job | PyFlink mode | Flink job ev/s | same job, process mode ev/s | pass-through ev/s | "
+             "plain loop ev/s | job / pass-through | job / plain | peak MB job / pass-through / plain |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for entry in results["throughput"]:
         runs = entry["runs"]
         job, pt, pl = runs["flink"]["rate"], runs["passthrough"]["rate"], runs["plain"]["rate"]
-        lines.append(f"| {entry['job']} | {job:,.0f} | {pt:,.0f} | {pl:,.0f} | {job / pt:.2f} | {job / pl:.2f} | "
+        process = f"{runs['flink_process']['rate']:,.0f}" if "flink_process" in runs else "(is process mode)"
+        lines.append(f"| {entry['job']} | {entry.get('mode', '?')} | {job:,.0f} | {process} | {pt:,.0f} | {pl:,.0f} | "
+                     f"{job / pt:.2f} | {job / pl:.2f} | "
                      f"{runs['flink']['peak_mb']:.0f} / {runs['passthrough']['peak_mb']:.0f} / "
                      f"{runs['plain']['peak_mb']:.0f} |")
     if results["latency"]:
@@ -587,12 +595,13 @@ def chart(results: dict, path: Path) -> None:
     entries = results["throughput"]
     if not entries:
         return
-    variants = [("passthrough", "Flink pass-through"), ("flink", "Flink detection job"), ("plain", "kafka-python loop")]
+    variants = [("passthrough", "Flink pass-through"), ("flink", "Flink detection job"),
+                ("flink_process", "same job, PyFlink process mode"), ("plain", "kafka-python loop")]
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    width = 0.26
+    width = 0.2
     for i, (variant, label) in enumerate(variants):
-        ax.bar([j + (i - 1) * width for j in range(len(entries))], [e["runs"][variant]["rate"] for e in entries],
-               width, label=label)
+        ax.bar([j + (i - 1.5) * width for j in range(len(entries))],
+               [e["runs"].get(variant, {}).get("rate", float("nan")) for e in entries], width, label=label)
     ax.set_xticks(range(len(entries)), [e["job"] for e in entries])
     ax.set_ylabel("events / s")
     ax.set_yscale("log")
