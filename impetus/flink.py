@@ -48,6 +48,13 @@ def stream_environment(settings: Settings, job_name: str, resume_from: str | Non
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
 
+    mode = python_mode if settings.flink_python_mode == "auto" else settings.flink_python_mode
+    if mode not in ("thread", "process"):
+        raise ValueError(f"python_mode must be 'thread' or 'process', not {mode!r}")
+    if mode == "thread" and settings.flink_jobmanager == "local":
+        # The local JVM inherits this environment. With Python's fault handler on, the interpreter
+        # embedded in it takes over the JVM's own SIGSEGV signals and the JVM crashes.
+        os.environ.pop("PYTHONFAULTHANDLER", None)
     config = Configuration()
     config.set_string("pipeline.name", job_name)
     config.set_string("pipeline.jars", ";".join(j.as_uri() for j in settings.jars("flink")))
@@ -65,9 +72,6 @@ def stream_environment(settings: Settings, job_name: str, resume_from: str | Non
     # faster here: BENCHMARKS.md). Jobs that use ONNX Runtime choose "process": its pybind11 module
     # hangs on import in PyFlink's embedded interpreter. The embedded interpreter does not know the
     # virtual environment, so its packages are put on its path.
-    mode = python_mode if settings.flink_python_mode == "auto" else settings.flink_python_mode
-    if mode not in ("thread", "process"):
-        raise ValueError(f"python_mode must be 'thread' or 'process', not {mode!r}")
     config.set_string("python.execution-mode", mode)
     if mode == "thread" and settings.flink_jobmanager == "local":
         config.set_string("python.pythonpath", os.pathsep.join([*site.getsitepackages(), str(PACKAGE_DIR.parent)]))
