@@ -43,14 +43,14 @@ SCRIPT = Path(__file__).resolve()
 
 # job name -> script, inputs (declared topic, schema, parse function name or None), tenants accepted
 JOBS = {
-    "urban": {"script": "jobs/streaming/urban_anomalies.py", "job": "urban_anomalies", "mode": "thread",
+    "urban": {"script": "jobs/streaming/urban_anomalies.py", "job": "urban_anomalies",
               "inputs": [("sensors.readings", "sensors.readings", None)], "tenants": ["auckland"],
               "out_of_orderness_ms": 600_000},
-    "cyber": {"script": "jobs/streaming/cyber_threats.py", "job": "cyber_threats", "mode": "process",
+    "cyber": {"script": "jobs/streaming/cyber_threats.py", "job": "cyber_threats",
               "inputs": [("security.syslog", "security.syslog", "syslog_event"),
                          ("network.flows", "network.flows", None)],
               "tenants": ["oslo", "padova"], "out_of_orderness_ms": 5000},
-    "text": {"script": "jobs/streaming/text_intelligence.py", "job": "text_intelligence", "mode": "thread",
+    "text": {"script": "jobs/streaming/text_intelligence.py", "job": "text_intelligence",
              "inputs": [("social.posts", "social.posts", None), ("cti.posts", "cti.posts", None)],
              "tenants": ["oslo", "padova"], "out_of_orderness_ms": 5000},
 }
@@ -177,6 +177,14 @@ class Sampler(threading.Thread):
         while not self.stopped.is_set():
             self.peak = max(self.peak, group_peak_mb(self.pgid))
             self.stopped.wait(0.5)
+
+
+def job_mode(spec: dict) -> str:
+    """The PyFlink execution mode the job script declares (``PYTHON_MODE``)."""
+    import importlib
+
+    sys.path.insert(0, str(ROOT / "jobs" / "streaming"))
+    return importlib.import_module(spec["job"]).PYTHON_MODE
 
 
 def start(args: list[str], env: dict | None = None) -> subprocess.Popen:
@@ -376,7 +384,8 @@ def throughput(settings, name: str, sizes: tuple[int, int], run: str, rules: str
     alert_topics = [alert_topic(t) for t in spec["tenants"]]
     log(f"{name}: generating {sizes[1]} events")
     data = documents(name, sizes[1])
-    result = {"job": spec["job"], "mode": spec["mode"], "sizes": list(sizes), "runs": {}}
+    mode = job_mode(spec)
+    result = {"job": spec["job"], "mode": mode, "sizes": list(sizes), "runs": {}}
     for size in sizes:
         prefix = f"bench.{run}.{name}.{size}"
         topics = {declared: f"{prefix}.{declared}" for declared in data}
@@ -397,7 +406,7 @@ def throughput(settings, name: str, sizes: tuple[int, int], run: str, rules: str
                 "plain": [str(SCRIPT), "--plain", name, "--topics", ",".join(f"{d}={a}" for d, a in topics.items()),
                           "--group-id", f"{prefix}.plain"],
             }
-            if spec["mode"] == "thread":
+            if mode == "thread":
                 variants["flink_process"] = job_args(spec, topics, rules, f"{prefix}.proc-{uuid.uuid4().hex[:6]}",
                                                      "at-least-once", True)
             for variant, args in variants.items():

@@ -51,7 +51,8 @@ def stream_environment(settings: Settings, job_name: str, resume_from: str | Non
     mode = python_mode if settings.flink_python_mode == "auto" else settings.flink_python_mode
     if mode not in ("thread", "process"):
         raise ValueError(f"python_mode must be 'thread' or 'process', not {mode!r}")
-    if mode == "thread" and settings.flink_jobmanager == "local":
+    embedded_here = mode == "thread" and settings.flink_jobmanager == "local"
+    if embedded_here:
         # The local JVM inherits this environment. With Python's fault handler on, the interpreter
         # embedded in it takes over the JVM's own SIGSEGV signals and the JVM crashes.
         os.environ.pop("PYTHONFAULTHANDLER", None)
@@ -73,7 +74,7 @@ def stream_environment(settings: Settings, job_name: str, resume_from: str | Non
     # hangs on import in PyFlink's embedded interpreter. The embedded interpreter does not know the
     # virtual environment, so its packages are put on its path.
     config.set_string("python.execution-mode", mode)
-    if mode == "thread" and settings.flink_jobmanager == "local":
+    if embedded_here:
         config.set_string("python.pythonpath", os.pathsep.join([*site.getsitepackages(), str(PACKAGE_DIR.parent)]))
     # In "process" mode PyFlink hands records to its Python workers in bundles and waits up to this
     # long to fill one (1 s by default): each Python operator on the path adds it to the latency.

@@ -28,6 +28,8 @@ JOB_NAME = "cyber_threats"
 INPUTS = [Input("security.syslog", "security.syslog", parse=syslog_event),
           Input("network.flows", "network.flows")]
 OUT_OF_ORDERNESS_S = 5.0
+# ONNX Runtime (the flow model) hangs on import in PyFlink's embedded interpreter
+PYTHON_MODE = "process"
 
 
 def load_flow_scorer(settings):
@@ -61,8 +63,7 @@ def build(env, settings, options, rules, descriptor, initial_rules):
 
 
 def main(argv=None):
-    # ONNX Runtime (the flow model here) hangs on import in PyFlink's embedded "thread" mode
-    return run_job(JOB_NAME, __doc__, INPUTS, build, argv, OUT_OF_ORDERNESS_S, python_mode="process")
+    return run_job(JOB_NAME, __doc__, INPUTS, build, argv, OUT_OF_ORDERNESS_S, PYTHON_MODE)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from impetus.streaming import Input, account, detect, intake_streams, run_job, s
 JOB_NAME = "text_intelligence"
 INPUTS = [Input("social.posts", "social.posts"), Input("cti.posts", "cti.posts")]
 OUT_OF_ORDERNESS_S = 5.0
+# PyFlink execution mode (impetus.flink.stream_environment): Python inside the JVM
+PYTHON_MODE = "thread"
 
 
 def build(env, settings, options, rules, descriptor, initial_rules):
@@ -38,7 +40,7 @@ def build(env, settings, options, rules, descriptor, initial_rules):
 
 
 def main(argv=None):
-    return run_job(JOB_NAME, __doc__, INPUTS, build, argv, OUT_OF_ORDERNESS_S)
+    return run_job(JOB_NAME, __doc__, INPUTS, build, argv, OUT_OF_ORDERNESS_S, PYTHON_MODE)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ JOB_NAME = "urban_anomalies"
 INPUTS = [Input("sensors.readings", "sensors.readings")]
 # hourly counters from several partitions: tolerate ten minutes of disorder before an event is late
 OUT_OF_ORDERNESS_S = 600.0
+# PyFlink execution mode (impetus.flink.stream_environment): Python inside the JVM
+PYTHON_MODE = "thread"
 
 
 def load_baseline(settings):
@@ -72,7 +74,7 @@ def build(env, settings, options, rules, descriptor, initial_rules):
 
 
 def main(argv=None):
-    return run_job(JOB_NAME, __doc__, INPUTS, build, argv, OUT_OF_ORDERNESS_S)
+    return run_job(JOB_NAME, __doc__, INPUTS, build, argv, OUT_OF_ORDERNESS_S, PYTHON_MODE)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from impetus.streaming import Input, account, detect, intake_streams, run_job, s
 JOB_NAME = "video_analytics"
 INPUTS = [Input("video.frames", "video.frames", parse=analyse_video_frame)]
 OUT_OF_ORDERNESS_S = 2.0
+# ONNX Runtime (CenterFace, registered detectors) hangs on import in PyFlink's embedded interpreter
+PYTHON_MODE = "process"
 
 
 def build(env, settings, options, rules, descriptor, initial_rules):
@@ -50,8 +52,7 @@ def build(env, settings, options, rules, descriptor, initial_rules):
 
 
 def main(argv=None):
-    # ONNX Runtime (CenterFace and registered detectors) hangs on import in PyFlink's embedded "thread" mode
-    return run_job(JOB_NAME, __doc__, INPUTS, build, argv, OUT_OF_ORDERNESS_S, python_mode="process")
+    return run_job(JOB_NAME, __doc__, INPUTS, build, argv, OUT_OF_ORDERNESS_S, PYTHON_MODE)
 
 
 if __name__ == "__main__":
