@@ -206,12 +206,14 @@ def chart(results: dict, path: Path) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench/python_bridge.py", description=__doc__.split("\n\n")[0],
+                                epilog="variants:\n" + "\n".join(f"  {k:20} {v}" for k, v in VARIANTS.items()),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help=f"smaller runs ({SIZES['quick']} readings, one repetition; default {SIZES['full']})")
+                   help="smaller runs ({:,} and {:,} readings, one pair; default {:,} and {:,})".format(
+                       *SIZES["quick"], *SIZES["full"]))
     p.add_argument("--repeat", type=int, help="pairs of runs per variant (default 2, --quick 1)")
-    p.add_argument("--variants", default=",".join(VARIANTS),
-                   help="comma-separated subset of the variants (default: all): %(default)s")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of the variants "
+                                                                  "(default: all, listed below)")
     p.add_argument("--out", type=Path, help="results JSON (default bench/results/bridge-<timestamp>.json)")
     # internal: each run is its own process (timed, memory sampled)
     p.add_argument("--variant", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
