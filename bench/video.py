@@ -76,9 +76,10 @@ def raw(docs: list[dict]) -> dict:
     The job's own per-frame function runs on every frame, with the detectors' ``detect`` timed: the
     models' share is exactly the model runs the job makes (a re-check that finds a face and looks
     once more counts twice), the rest is decoding, drawing, blurring and encoding."""
-    from impetus.detect.video import analyse_frame, decode_frame, detectors
+    from impetus.detect.video import MotionDetector, analyse_frame, decode_frame, detectors
 
     people_detector, face_detector = detectors()
+    motion = MotionDetector()  # the job shades moving regions too (a background model per camera)
     analyse_frame(docs[0], people_detector, face_detector)           # loads the sessions, warms caches
     spent = {"people": 0.0, "faces": 0.0, "recheck": 0.0}
     calls = {"faces": 0}
@@ -101,7 +102,7 @@ def raw(docs: list[dict]) -> dict:
         began = time.perf_counter()
         for doc in docs:
             calls["faces"] = 0
-            analyse_frame(doc, people_detector, face_detector)
+            analyse_frame(doc, people_detector, face_detector, motion=motion)
         whole = time.perf_counter() - began
         for doc in docs:
             started = time.perf_counter()

@@ -305,20 +305,23 @@ def analyse_video_frame(doc: dict) -> dict:
     """
     from impetus.detect.video import analyse_frame
 
-    public_key, registered = _video_context()
-    return analyse_frame(doc, public_key=public_key, object_detectors=registered.current())
+    public_key, registered, motion = _video_context()
+    return analyse_frame(doc, public_key=public_key, object_detectors=registered.current(), motion=motion)
 
 
 @lru_cache(maxsize=1)
 def _video_context():
-    """(operators' public key or None, the registered detectors of ``IMPETUS_VIDEO_DETECTORS``), set up
-    once per worker process rather than for every frame; the detectors follow their ``@champion``."""
+    """(operators' public key or None, the registered detectors of ``IMPETUS_VIDEO_DETECTORS``, the
+    cameras' background models), set up once per worker process rather than for every frame; the
+    detectors follow their ``@champion``."""
     from impetus.config import load_settings
     from impetus.detect.objects import RegisteredDetectors
+    from impetus.detect.video import MotionDetector
     from impetus.evidence import public_key_of
 
     settings = load_settings()
-    return public_key_of(settings), RegisteredDetectors(settings, log=lambda line: print(line, flush=True))
+    return (public_key_of(settings), RegisteredDetectors(settings, log=lambda line: print(line, flush=True)),
+            MotionDetector())
 
 
 class ZoneWatch:

