@@ -53,8 +53,9 @@ FACE_BLOCKS = 3
 # moving regions are found on frames scaled to this width; smaller ones (pixels at that width) are noise
 MOTION_WIDTH = 384
 MOTION_MIN_AREA = 60
-# background models kept per worker (one per camera; the least recently seen camera's is dropped)
-MOTION_CAMERAS = 256
+# background models kept per worker (one per camera, about 11 MB each at MOTION_WIDTH; past this
+# many, the least recently seen camera's is dropped and learned again when it sends a frame)
+MOTION_CAMERAS = 32
 
 RULE_KINDS = {
     "zone_capacity": {
