@@ -70,9 +70,9 @@ def stream_environment(settings: Settings, job_name: str, resume_from: str | Non
     config.set_string("execution.checkpointing.num-retained", "3")
     # "thread": the operators' Python runs inside the TaskManager's JVM, so a record is handed to
     # it by a call instead of being batched, serialised and sent to a worker process (several times
-    # faster here: BENCHMARKS.md). Jobs that use ONNX Runtime choose "process": its pybind11 module
-    # hangs on import in PyFlink's embedded interpreter. The embedded interpreter does not know the
-    # virtual environment, so its packages are put on its path.
+    # faster here: BENCHMARKS.md). Native extensions that hang on the JVM's threads (ONNX Runtime)
+    # are called through impetus.embedded. The embedded interpreter does not know the virtual
+    # environment, so its packages are put on its path.
     config.set_string("python.execution-mode", mode)
     if embedded_here:
         config.set_string("python.pythonpath", os.pathsep.join([*site.getsitepackages(), str(PACKAGE_DIR.parent)]))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 
 from impetus.dlq import dead_letter_json
+from impetus.embedded import on_python_thread
 from impetus.schemas import PayloadRejected, check_payload
 
 ACCOUNTING_EVERY_S = 5.0
@@ -213,7 +214,8 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             if logic.model_version(message["model"]) == message["version"]:
                 return
             try:
-                logic.load_model(message["model"], message["version"])
+                # on a thread Python started: models load native extensions (impetus.embedded)
+                on_python_thread(logic.load_model, message["model"], message["version"])
             except Exception as err:  # a broken or unreachable version must not stop detection
                 self.metric_model_failures.inc()
                 print(f"[{job}] could not load {message['model']} version {message['version']} "

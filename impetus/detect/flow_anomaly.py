@@ -231,6 +231,7 @@ class FlowScorer:
         return state
 
     def _open(self):
+        # ONNX Runtime is only touched on a thread Python started (impetus.embedded: PyFlink's thread mode)
         if self._session is None:
             import onnxruntime
 
@@ -253,8 +254,13 @@ class FlowScorer:
 
         if len(matrix) == 0:
             return np.zeros(0, dtype=np.float32)
-        (scores,) = self._open().run([SCORE_OUTPUT], {INPUT_NAME: np.asarray(matrix, dtype=np.float32)})
+        from impetus.embedded import on_python_thread
+
+        (scores,) = on_python_thread(self._run, np.asarray(matrix, dtype=np.float32))
         return scores.reshape(-1)
+
+    def _run(self, matrix):
+        return self._open().run([SCORE_OUTPUT], {INPUT_NAME: matrix})
 
     def is_anomalous(self, score: float, threshold: float | None = None) -> bool:
         return score < (self.threshold if threshold is None else threshold)

@@ -303,6 +303,13 @@ def analyse_video_frame(doc: dict) -> dict:
     A frame that cannot be decoded raises :class:`impetus.detect.video.FrameRejected` (a ValueError:
     the intake dead-letters it with the reason). The detectors load once per worker process.
     """
+    from impetus.embedded import on_python_thread
+
+    # OpenCV, ONNX Runtime and the registry's clients run on a thread Python started (impetus.embedded)
+    return on_python_thread(_analyse_video_frame, doc)
+
+
+def _analyse_video_frame(doc: dict) -> dict:
     from impetus.detect.video import analyse_frame
 
     public_key, registered, motion = _video_context()

@@ -28,7 +28,9 @@ JOB_NAME = "cyber_threats"
 INPUTS = [Input("security.syslog", "security.syslog", parse=syslog_event),
           Input("network.flows", "network.flows")]
 OUT_OF_ORDERNESS_S = 5.0
-# ONNX Runtime (the flow model) hangs on import in PyFlink's embedded interpreter
+# PyFlink execution mode (impetus.flink.stream_environment): a Python worker. The job also runs in
+# "thread" mode (its ONNX Runtime calls then go to a thread Python started, impetus.embedded), but
+# was not faster there: its time goes to the per-flow model calls (BENCHMARKS.md)
 PYTHON_MODE = "process"
 
 

@@ -3,6 +3,8 @@
 import json
 import uuid
 
+import pytest
+
 from impetus.alerts import ALERT_NAMESPACE
 from impetus.detect.flow_anomaly import save_model, train_flow_model
 from impetus.replay.flows import normal_flows
@@ -26,7 +28,10 @@ def flow(tenant, second, src, dst, port, packets=1, bytes_out=60, bytes_in=0, du
             BASE_MS + second * 1000)
 
 
-def test_known_lines_and_flows_give_exact_alerts_with_countermeasures(scratch, tmp_path):
+# the job's own mode (process), and forced into PyFlink's thread mode, where ONNX Runtime is called
+# through impetus.embedded (called directly on the JVM's threads, its import hangs)
+@pytest.mark.parametrize("mode", ["auto", "thread"])
+def test_known_lines_and_flows_give_exact_alerts_with_countermeasures(scratch, tmp_path, mode):
     t = scratch.tenant
     lines = [syslog(t, s, f"<38>May  4 10:00:{s:02d} gw sshd[412]: Failed password for invalid user admin "
                           f"from 203.0.113.7 port {52210 + s} ssh2") for s in range(0, 10, 2)]
@@ -51,7 +56,8 @@ def test_known_lines_and_flows_give_exact_alerts_with_countermeasures(scratch, t
     run_id = f"test-{uuid.uuid4().hex[:8]}"
     run_script("jobs/streaming/cyber_threats.py", "--bounded", "--topic", f"security.syslog={scratch.source}",
                "--topic", f"network.flows={scratch.source2}", "--tenants", t, "--group-id", f"test-{t}",
-               "--rules-topic", scratch.rules, "--run-id", run_id, env={"IMPETUS_MODELS_DIR": str(tmp_path)})
+               "--rules-topic", scratch.rules, "--run-id", run_id,
+               env={"IMPETUS_MODELS_DIR": str(tmp_path), "IMPETUS_FLINK_PYTHON_MODE": mode})
 
     alerts = scratch.read(scratch.alerts)
     assert sorted((a["category"], a["entity"]["type"], a["entity"]["id"], a["severity"]) for a in alerts) == [
