@@ -56,7 +56,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from streaming import Sampler, delete_topics, log, pyplot, write_chart  # noqa: E402 - shared with the sibling benchmark
+# shared with the sibling benchmark
+from streaming import Sampler, choose, delete_topics, log, pyplot, write_chart  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).resolve()
@@ -1016,10 +1017,7 @@ def main(argv=None) -> int:
 
     from impetus.config import load_settings
 
-    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    unknown = sorted(set(parts) - set(PARTS))
-    if unknown:
-        raise SystemExit(f"--parts: unknown {unknown}; choose from {', '.join(PARTS)}")
+    parts = choose(args.parts, PARTS, "--parts")
     mode = "quick" if args.quick else "full"
     sizes, rows = numbers(args.sizes, SIZES[mode]), numbers(args.rows, ROWS[mode])
     cap_gb = args.cap_gb or CAP_GB[mode]

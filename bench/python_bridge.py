@@ -231,10 +231,7 @@ def main(argv=None) -> int:
 
     from impetus.config import load_settings
 
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = sorted(set(variants) - set(VARIANTS))
-    if unknown:
-        raise SystemExit(f"--variants: unknown {unknown}; choose from {sorted(VARIANTS)}")
+    variants = common.choose(args.variants, VARIANTS, "--variants")
     mode = "quick" if args.quick else "full"
     repeat = args.repeat or (1 if args.quick else 2)
     out = args.out or ROOT / "bench" / "results" / f"bridge-{time.strftime('%Y%m%d-%H%M%S')}.json"

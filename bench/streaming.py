@@ -187,6 +187,15 @@ def job_mode(spec: dict) -> str:
     return importlib.import_module(spec["job"]).PYTHON_MODE
 
 
+def choose(text: str, known, option: str) -> list[str]:
+    """The comma-separated names in ``text`` (an option's value), each one of ``known``; else a usage error."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise SystemExit(f"{option}: unknown {unknown}; choose from {', '.join(known)}")
+    return names
+
+
 def start(args: list[str], env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, *args], cwd=ROOT, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -651,10 +660,7 @@ def main(argv=None) -> int:
 
     from impetus.config import load_settings
 
-    names = [n.strip() for n in args.jobs.split(",") if n.strip()]
-    unknown = sorted(set(names) - set(JOBS))
-    if unknown:
-        raise SystemExit(f"--jobs: unknown {unknown}; choose from {sorted(JOBS)}")
+    names = choose(args.jobs, JOBS, "--jobs")
     mode = "quick" if args.quick else "full"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = args.out or ROOT / "bench" / "results" / f"{stamp}.json"

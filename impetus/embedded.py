@@ -28,8 +28,12 @@ def on_python_thread(function, *args, **kwargs):
     """``function(*args, **kwargs)``, run on a thread Python started when the caller's was not."""
     if not foreign_thread():
         return function(*args, **kwargs)
+    return (_executor or _start_executor()).submit(function, *args, **kwargs).result()
+
+
+def _start_executor() -> ThreadPoolExecutor:
     global _executor
     with _lock:
         if _executor is None:
             _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="impetus-native")
-    return _executor.submit(function, *args, **kwargs).result()
+    return _executor

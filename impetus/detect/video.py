@@ -100,6 +100,19 @@ class Box:
         return [self.x, self.y, self.w, self.h, round(self.score, 3)]
 
 
+def _rescaled(frame, scale: float):
+    """``frame`` resized by ``scale`` (itself when 1)."""
+    import cv2
+
+    height, width = frame.shape[:2]
+    return cv2.resize(frame, (round(width * scale), round(height * scale))) if scale != 1 else frame
+
+
+def _box_back(x, y, w, h, score: float, scale: float) -> Box:
+    """A box found on a frame resized by ``scale``, in the original frame's pixels."""
+    return Box(round(x / scale), round(y / scale), round(w / scale), round(h / scale), float(score))
+
+
 def decode_frame(doc: dict, max_pixels: int = MAX_PIXELS):
     """BGR pixels (numpy uint8, h x w x 3) of a valid ``video.frames`` document."""
     import cv2
@@ -157,13 +170,10 @@ class PeopleDetector:
         self.__init__(**state)
 
     def detect(self, frame) -> list[Box]:
-        import cv2
-
-        height, width = frame.shape[:2]
-        scale = self.width / width
-        small = cv2.resize(frame, (round(width * scale), round(height * scale))) if scale != 1 else frame
-        rects, weights = self.hog.detectMultiScale(small, winStride=(8, 8), padding=(8, 8), scale=1.05)
-        boxes = [Box(round(x / scale), round(y / scale), round(w / scale), round(h / scale), float(s))
+        scale = self.width / frame.shape[1]
+        rects, weights = self.hog.detectMultiScale(_rescaled(frame, scale), winStride=(8, 8), padding=(8, 8),
+                                                   scale=1.05)
+        boxes = [_box_back(x, y, w, h, s, scale)
                  for (x, y, w, h), s in zip(rects, list(weights.reshape(-1)) if len(rects) else [])]
         return nms([b for b in boxes if b.score >= self.min_score], iou=0.4)
 
@@ -181,6 +191,7 @@ class MotionDetector:
 
         self.history, self.width, self.cameras = history, width, cameras
         self.models = {}  # camera -> (frame shape, background model), least recently used first
+        self.kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
         self.version = f"opencv-mog2-{cv2.__version__}"
 
     def __getstate__(self):
@@ -192,20 +203,16 @@ class MotionDetector:
     def detect(self, camera: str, frame) -> list[Box]:
         import cv2
 
-        height, width = frame.shape[:2]
         shape, model = self.models.pop(camera, (None, None))
         if shape != frame.shape:
             model = cv2.createBackgroundSubtractorMOG2(history=self.history, varThreshold=25, detectShadows=False)
         self.models[camera] = (frame.shape, model)
         while len(self.models) > self.cameras:
             self.models.pop(next(iter(self.models)))
-        scale = min(1.0, self.width / width)
-        small = cv2.resize(frame, (round(width * scale), round(height * scale))) if scale != 1 else frame
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
-        mask = cv2.dilate(cv2.morphologyEx(model.apply(small), cv2.MORPH_OPEN, kernel), kernel, iterations=2)
-        count, _, stats, _ = cv2.connectedComponentsWithStats(mask)
-        return [Box(round(x / scale), round(y / scale), round(w / scale), round(h / scale), 1.0)
-                for x, y, w, h, area in stats[1:count] if area >= MOTION_MIN_AREA]
+        scale = min(1.0, self.width / frame.shape[1])
+        foreground = cv2.morphologyEx(model.apply(_rescaled(frame, scale)), cv2.MORPH_OPEN, self.kernel)
+        count, _, stats, _ = cv2.connectedComponentsWithStats(cv2.dilate(foreground, self.kernel, iterations=2))
+        return [_box_back(x, y, w, h, 1.0, scale) for x, y, w, h, area in stats[1:count] if area >= MOTION_MIN_AREA]
 
 
 def default_face_model() -> Path:
