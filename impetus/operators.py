@@ -194,6 +194,7 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             self.tally = {}  # source topic -> [processed, late] in this run
             self.tallied_at = 0.0
             self.final_sent = False
+            self.armed = False  # the end-of-input timer is registered (this start of the instance)
 
         def _rules(self, ctx) -> RuleBook:
             # Rebuilt once per task start: the snapshot taken at submission, then what the
@@ -270,10 +271,14 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                 for alert in alerts:
                     alert.setdefault("evidence", {})["late_event"] = True
             if topic is not None:
-                if not held.get("armed"):
-                    # one timer per key at the end of time: it fires only when a bounded input ends
+                if not self.armed:
+                    # One timer at the end of time, on the first key this instance sees after it starts: it
+                    # fires only when a bounded input ends, and sends the final tallies. Once per instance, not
+                    # per key, so that a key with nothing pending keeps no state (one per source IP or post
+                    # seen would pile up in a long run). A restored instance arms another; final_sent keeps
+                    # the tallies to one report.
                     ctx.timer_service().register_event_time_timer(END_OF_INPUT - 1)
-                    held = dict(held, armed=True)
+                    self.armed = True
                 now = ctx.timer_service().current_processing_time()
                 if now - self.tallied_at >= 1000:
                     self.tallied_at = now
@@ -323,11 +328,10 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                     ctx.timer_service().delete_event_time_timer(timer)
                 if deadline is not None:
                     ctx.timer_service().register_event_time_timer(deadline)
-            if logic_state is None and not suppression and not held.get("armed"):
+            if logic_state is None and not suppression:
                 self.state.clear()
             else:
-                self.state.update({"logic": logic_state, "suppress": suppression, "timer": deadline,
-                                   "armed": held.get("armed", False)})
+                self.state.update({"logic": logic_state, "suppress": suppression, "timer": deadline})
             for alert in out:
                 self.metric_alerts.inc()
                 yield json.dumps(alert, ensure_ascii=False)

@@ -235,7 +235,7 @@ class SourceWatch:
 
 
 class PostWatch:
-    """Per tenant: investigations, watched indicators and threat language in social posts and CTI items.
+    """Per post: investigations, watched indicators and threat language in social posts and CTI items.
 
     Stateless per post; the tenant's text rules are compiled once per change of the rule
     set (kept on the object, not in Flink state: it is rebuilt from the rules after a
@@ -251,7 +251,10 @@ class PostWatch:
 
     @staticmethod
     def key(post: dict) -> str:
-        return post["tenant"]
+        # per post: nothing is kept across posts, and suppression (same detector and post within the window:
+        # a replayed post) then keeps a small state per post rather than one growing state per tenant, which
+        # every post would read and write
+        return f"{post['tenant']}|{PostWatch.topic_of(post)}|{post['post_id']}"
 
     @staticmethod
     def topic_of(post: dict) -> str:

@@ -1,6 +1,6 @@
 """The per-key logic of the streaming jobs, run without Flink on literal events."""
 
-from impetus.detect.streams import SensorWatch, SourceWatch, run_plain, syslog_event
+from impetus.detect.streams import PostWatch, SensorWatch, SourceWatch, run_plain, syslog_event
 from impetus.rules import RuleBook, defaults_from, rule_kinds
 
 
@@ -55,3 +55,11 @@ def test_a_scan_seen_in_flows_is_found_even_when_firewall_logs_of_the_source_ran
         alerts.extend(raised)
     assert [(a["category"], a["entity"]["id"], a["evidence"]["distinct_ports"]) for a in alerts] == [
         ("port_scan", "203.0.113.9", 20)]
+
+
+def test_post_watch_keys_each_post_on_its_own_so_no_state_is_shared_across_posts():
+    social = {"tenant": "oslo", "post_id": "p1", "platform": "x", "text": "t", "event_time": "2026-05-04T10:00:00Z"}
+    cti = {"tenant": "oslo", "post_id": "p1", "source": "feed", "text": "t", "event_time": "2026-05-04T10:00:00Z"}
+    keys = [PostWatch.key(social), PostWatch.key(dict(social, post_id="p2")), PostWatch.key(cti),
+            PostWatch.key(dict(social, tenant="padova"))]
+    assert keys == ["oslo|social.posts|p1", "oslo|social.posts|p2", "oslo|cti.posts|p1", "padova|social.posts|p1"]
