@@ -300,7 +300,8 @@ def _cmd_models(args, settings) -> int:
     if args.action == "promote":
         message = retraining.promote_version(settings, args.name.replace("-", "_"), args.version, args.reason,
                                              control_topic=args.control_topic)
-        print(f"{message['model']} version {message['version']} is @champion; announced on {args.control_topic}")
+        print(f"{message['model']} version {message['version']} is @champion; announced on "
+              f"{args.control_topic or settings.control_topic}")
         return 0
     names = [args.name.replace("-", "_")] if args.name else sorted(registry.load_lifecycles(settings))
     rows = [row for name in names for row in registry.versions(settings, name)]
@@ -646,7 +647,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           "urban-baseline", "alert-thresholds"))
     retrain.add_argument("--seed", type=int, default=0, help="training seed (default %(default)s)")
     retrain.add_argument("--no-promote", action="store_true", help="evaluate and register only")
-    retrain.add_argument("--control-topic", default="models.control", help="where to announce a promotion")
+    retrain.add_argument("--control-topic", help="where to announce a promotion (default: IMPETUS_CONTROL_TOPIC, "
+                                                 "models.control)")
     retrain.add_argument("--rules-topic", default="rules",
                          help="alert_thresholds: the rules in force are read from, and tuned ones published to, "
                               "this topic (default %(default)s)")
@@ -658,7 +660,8 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("name")
     promote.add_argument("version")
     promote.add_argument("--reason", required=True, help="why; recorded on the version")
-    promote.add_argument("--control-topic", default="models.control", help="where to announce it")
+    promote.add_argument("--control-topic", help="where to announce it (default: IMPETUS_CONTROL_TOPIC, "
+                                                 "models.control)")
     models.set_defaults(run=_cmd_models)
 
     rules = commands.add_parser(

@@ -52,9 +52,14 @@ class Settings:
     # how long a Python operator may hold records before passing them on (PyFlink batches them;
     # "process" mode only)
     flink_bundle_time_ms: int
+    # longest a record may wait in a network buffer between two tasks before the buffer is sent
+    # half-empty (Flink's execution.buffer-timeout.interval; Flink's own default is 100 ms)
+    flink_buffer_timeout_ms: int
     # where PyFlink runs the jobs' Python: "thread" (inside the JVM, no per-record hand-over
     # between processes), "process" (a separate Python worker) or "auto" (each job's own choice)
     flink_python_mode: str
+    # where promoted model versions are announced to the streaming jobs (registry, retraining, jobs)
+    control_topic: str
     # Spark / Delta
     spark_master: str
     spark_driver_memory: str
@@ -136,7 +141,9 @@ def _local_defaults(home: Path, var: Path) -> dict:
         "flink_parallelism": 1,
         "flink_checkpoint_interval_ms": 1000,
         "flink_bundle_time_ms": 10,
+        "flink_buffer_timeout_ms": 5,
         "flink_python_mode": "auto",
+        "control_topic": "models.control",
         "spark_master": "local[2]",
         "spark_driver_memory": "2g",
         "lake_uri": (var / "lake").as_uri(),
@@ -230,6 +237,9 @@ def load_settings(profile: str | None = None, env: dict | None = None) -> Settin
 
     if values.get("clock"):
         parse_clock(values["clock"])
+    for name in ("flink_checkpoint_interval_ms", "flink_bundle_time_ms", "flink_buffer_timeout_ms"):
+        if values[name] < 0:
+            raise ConfigError(f"IMPETUS_{name.upper()}={values[name]}: must be 0 or more (milliseconds)")
     if values["flink_python_mode"] not in FLINK_PYTHON_MODES:
         raise ConfigError(f"IMPETUS_FLINK_PYTHON_MODE={values['flink_python_mode']!r}: must be one of "
                           f"{', '.join(FLINK_PYTHON_MODES)}")

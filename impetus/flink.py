@@ -37,13 +37,15 @@ TRANSACTION_TIMEOUT_MS = 10 * 60 * 1000
 
 
 def stream_environment(settings: Settings, job_name: str, resume_from: str | None = None, restart: bool = True,
-                       python_mode: str = "thread"):
+                       python_mode: str = "thread", delivery: str = "exactly-once"):
     """A StreamExecutionEnvironment for ``job_name``; ``resume_from`` is a checkpoint or savepoint path.
 
     ``restart``: after a failure, restart from the last checkpoint (Flink's exponential back-off);
     without it a failure ends the run with an error at once (bounded runs: demo, tests, backfills).
     ``python_mode``: the job's own choice of PyFlink execution mode, used unless
     ``IMPETUS_FLINK_PYTHON_MODE`` names one (its default, ``auto``, leaves it to the job).
+    ``delivery``: the job's sinks' guarantee (:data:`DELIVERY_MODES`); ``at-least-once`` also
+    checkpoints without aligning barriers.
     """
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
@@ -79,6 +81,13 @@ def stream_environment(settings: Settings, job_name: str, resume_from: str | Non
     # In "process" mode PyFlink hands records to its Python workers in bundles and waits up to this
     # long to fill one (1 s by default): each Python operator on the path adds it to the latency.
     config.set_string("python.fn-execution.bundle.time", str(settings.flink_bundle_time_ms))
+    # Records cross a network buffer at each shuffle (key_by); Flink sends a buffer when it is full
+    # or after this long. Its default (100 ms) was most of an alert's median latency here.
+    config.set_string("execution.buffer-timeout.interval", f"{settings.flink_buffer_timeout_ms} ms")
+    if delivery == "at-least-once":
+        # Duplicates after a restore are already accepted (consumers de-duplicate on alert_id), so
+        # barriers need not be aligned: an operator keeps processing while a checkpoint passes.
+        config.set_string("execution.checkpointing.mode", "AT_LEAST_ONCE")
     if resume_from:
         config.set_string("execution.state-recovery.path", resume_from)
     if not restart:

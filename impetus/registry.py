@@ -36,7 +36,6 @@ from impetus.config import ConfigError, Settings
 
 LIFECYCLE_FILE = "models/lifecycle.yaml"
 CHAMPION = "champion"
-CONTROL_TOPIC = "models.control"
 EXPERIMENT_PREFIX = "impetus/"
 # tags written on every registered version
 TAG_DECISION = "impetus.decision"
@@ -192,12 +191,14 @@ def require_broker(settings: Settings, why: str) -> None:
                                  f"`impetus stack up` (or set IMPETUS_KAFKA_BOOTSTRAP)")
 
 
-def publish_control(settings: Settings, message: dict, topic: str = CONTROL_TOPIC) -> None:
+def publish_control(settings: Settings, message: dict, topic: str | None = None) -> None:
+    """Announce ``message`` on ``topic`` (default: the configured ``control_topic``)."""
     from kafka.errors import KafkaError
 
     from impetus.replay.producer import make_producer
     from impetus.schemas import check_payload
 
+    topic = topic or settings.control_topic
     payload = json.dumps(message).encode()
     check_payload("models.control", payload)
     try:
@@ -215,8 +216,9 @@ def publish_control(settings: Settings, message: dict, topic: str = CONTROL_TOPI
 
 
 def set_champion(settings: Settings, client, name: str, version: str | int, reason: str,
-                 announce: bool = True, topic: str = CONTROL_TOPIC) -> dict:
-    """Move ``name@champion`` to ``version``, record why on it, announce it on ``models.control``.
+                 announce: bool = True, topic: str | None = None) -> dict:
+    """Move ``name@champion`` to ``version``, record why on it, announce it on ``topic`` (default: the
+    configured ``control_topic``, ``models.control``).
 
     Returns the control message (published only when ``announce``)."""
     version = str(version)

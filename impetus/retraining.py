@@ -30,7 +30,7 @@ from pathlib import Path
 from impetus.config import Settings
 from impetus.lake import progress, table_exists, table_path
 from impetus.registry import (
-    CONTROL_TOPIC, TAG_DECISION, TAG_REASON, Lifecycle, champion_version, download, experiment_id, judge,
+    TAG_DECISION, TAG_REASON, Lifecycle, champion_version, download, experiment_id, judge,
     lifecycle, log_baseline, log_flow_model, mlflow_client, read_artefact, require_broker, set_champion,
 )
 
@@ -233,7 +233,7 @@ TRAINERS = {"flow_anomaly": FlowTrainer, "urban_baseline": BaselineTrainer}
 # --------------------------------------------------------------------------- the run
 
 def retrain(settings: Settings, name: str, *, seed: int = 0, promote: bool = True, spark=None,
-            log=progress, control_topic: str = CONTROL_TOPIC) -> dict:
+            log=progress, control_topic: str | None = None) -> dict:
     """Train, evaluate, log, register and (maybe) promote ``name``; returns a summary of the run."""
     import math
 
@@ -244,7 +244,7 @@ def retrain(settings: Settings, name: str, *, seed: int = 0, promote: bool = Tru
     spec = lifecycle(settings, name)
     trainer = TRAINERS[name]()
     if promote:
-        require_broker(settings, f"to announce a promoted {name} on {control_topic}")
+        require_broker(settings, f"to announce a promoted {name} on {control_topic or settings.control_topic}")
     started = time.monotonic()
     own_spark = spark is None
     if own_spark:
@@ -327,7 +327,7 @@ def retrain(settings: Settings, name: str, *, seed: int = 0, promote: bool = Tru
 
 
 def promote_version(settings: Settings, name: str, version: str, reason: str,
-                    control_topic: str = CONTROL_TOPIC) -> dict:
+                    control_topic: str | None = None) -> dict:
     """Make ``version`` the champion by hand (a rollback, or an override), with the reason recorded."""
     if not reason.strip():
         raise RetrainingError("a manual promotion needs a reason (--reason); it is recorded on the version")

@@ -67,9 +67,9 @@ def argument_parser(job: str, description: str, inputs: list[Input],
     parser.add_argument("--start-offsets", action="append", default=[], metavar="TOPIC=P:O,...",
                         help="start this input at these partition offsets instead of the group's; repeatable")
     parser.add_argument("--rules-topic", default="rules", help="topic with the runtime rules (default %(default)s)")
-    parser.add_argument("--control-topic", default="models.control",
+    parser.add_argument("--control-topic",
                         help="topic announcing promoted model versions to load without a restart "
-                             "(default %(default)s)")
+                             "(default: IMPETUS_CONTROL_TOPIC, models.control)")
     parser.add_argument("--out-of-orderness", type=float, default=out_of_orderness_s, metavar="SECONDS",
                         help="event-time disorder tolerated before an event counts as late (default %(default)s)")
     parser.add_argument("--suppress-minutes", type=float, default=15.0,
@@ -98,7 +98,7 @@ def options_from(args, inputs: list[Input], settings) -> JobOptions:
     return JobOptions(
         bounded=args.bounded, group_id=args.group_id, delivery=args.delivery, resume=args.resume,
         tenants=args.tenants.split(",") if args.tenants else tenants(settings), topics=topics, offsets=offsets,
-        rules_topic=args.rules_topic, control_topic=args.control_topic,
+        rules_topic=args.rules_topic, control_topic=args.control_topic or settings.control_topic,
         out_of_orderness_ms=int(args.out_of_orderness * 1000),
         suppress_minutes=args.suppress_minutes, run_id=args.run_id or uuid.uuid4().hex[:12])
 
@@ -216,7 +216,8 @@ def prepare(job: str, description: str, inputs: list[Input], argv=None, out_of_o
                              f"{settings.checkpoint_path('flink/' + job)}; start without --resume")
     print(json.dumps({"job": job, "run_id": options.run_id, "resume_from": resume,
                       "inputs": list(options.topics.values()), "delivery": options.delivery}), flush=True)
-    env = stream_environment(settings, job, resume_from=resume, restart=not options.bounded, python_mode=python_mode)
+    env = stream_environment(settings, job, resume_from=resume, restart=not options.bounded, python_mode=python_mode,
+                             delivery=options.delivery)
     rules, descriptor = rules_stream(env, settings, options.bounded, job, options.rules_topic, options.control_topic)
     initial = rules_snapshot(settings, options.rules_topic)
     return settings, options, env, rules, descriptor, initial

@@ -5,22 +5,18 @@ do not exist yet are skipped, not failed."""
 import json
 import os
 
-import pyarrow as pa
-from deltalake import write_deltalake
-
 from impetus.config import airflow_environment, load_settings
 from impetus.registry import versions
 
 from .test_lake_dag import airflow
-from .test_model_lifecycle import flow_feature_rows
+from .test_model_lifecycle import control_messages, registry  # noqa: F401 (fixture)
 
 
-def test_the_retraining_dag_promotes_the_flow_model_and_skips_what_has_no_data(broker, tmp_path):
-    env = {"IMPETUS_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-           "IMPETUS_MLFLOW_ARTIFACT_URI": (tmp_path / "artifacts").as_uri(),
-           "IMPETUS_LAKE_URI": (tmp_path / "lake").as_uri(), "IMPETUS_AIRFLOW_HOME": str(tmp_path / "airflow")}
+def test_the_retraining_dag_promotes_the_flow_model_and_skips_what_has_no_data(registry, tmp_path):  # noqa: F811
+    env, settings, control = registry
+    # the promotion is announced on this test's own topic, not on the models.control the local jobs read
+    env = {**env, "IMPETUS_AIRFLOW_HOME": str(tmp_path / "airflow"), "IMPETUS_CONTROL_TOPIC": control}
     settings = load_settings(env={**os.environ, **env})
-    write_deltalake(settings.lake_path("gold", "flow_features"), pa.Table.from_pylist(flow_feature_rows()))
     env = {**os.environ, **env, **airflow_environment(settings)}
     migrated = airflow(env, "db", "migrate")
     assert migrated.returncode == 0, migrated.stderr[-3000:]
@@ -40,3 +36,6 @@ def test_the_retraining_dag_promotes_the_flow_model_and_skips_what_has_no_data(b
     assert version["aliases"] == ["champion"] and version["decision"] == "promoted"
     assert version["reason"].startswith("no champion yet; balanced_accuracy")
     assert version["metrics"]["balanced_accuracy"] >= 0.75
+    [announced] = control_messages(settings, control)
+    assert {k: v for k, v in announced.items() if k != "event_time"} == {
+        "model": "flow_anomaly", "version": "1", "action": "load", "uri": "models:/flow_anomaly/1"}

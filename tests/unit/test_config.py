@@ -20,11 +20,12 @@ def test_local_profile_defaults_put_state_under_var():
 
 def test_environment_overrides_each_value():
     s = load_settings(env={"IMPETUS_HOME": "/srv/impetus", "IMPETUS_KAFKA_PORT": "19092",
-                           "IMPETUS_FLINK_PARALLELISM": "3",
+                           "IMPETUS_FLINK_PARALLELISM": "3", "IMPETUS_CONTROL_TOPIC": "staging.models.control",
                            "IMPETUS_SENSOR_THRESHOLDS": "pedestrian_count=10, pm2_5=25.5"})
     assert s.kafka_port == 19092
     assert s.kafka_bootstrap == "127.0.0.1:19092"
     assert s.flink_parallelism == 3
+    assert s.control_topic == "staging.models.control"
     assert s.sensor_thresholds == {"pedestrian_count": 10.0, "pm2_5": 25.5}
 
 
@@ -64,6 +65,8 @@ def test_bad_values_are_explained():
         load_settings(env={"IMPETUS_SENSOR_THRESHOLDS": "pedestrian_count:10"})
     with pytest.raises(ConfigError, match="IMPETUS_FLINK_PYTHON_MODE='threads': must be one of auto, thread, process"):
         load_settings(env={"IMPETUS_FLINK_PYTHON_MODE": "threads"})
+    with pytest.raises(ConfigError, match="IMPETUS_FLINK_BUFFER_TIMEOUT_MS=-5: must be 0 or more"):
+        load_settings(env={"IMPETUS_FLINK_BUFFER_TIMEOUT_MS": "-5"})
 
 
 def test_missing_jars_say_how_to_get_them(tmp_path):
