@@ -94,7 +94,8 @@ def _datastream_job(settings, variant: str, source: str, sink: str, group_id: st
             yield json.dumps(record) if self.parsed else record
 
     mode = "process" if variant == "datastream_process" else "thread"
-    env = stream_environment(settings, f"bench_bridge_{variant}", restart=False, python_mode=mode)
+    env = stream_environment(settings, f"bench_bridge_{variant}", restart=False, python_mode=mode,
+                             delivery="at-least-once")
     stream = env.from_source(kafka_source(settings, source, group_id, bounded=True), event_time(5000),
                              f"kafka: {source}")
     if variant in ("datastream_thread", "datastream_process"):
@@ -121,7 +122,8 @@ def _table_job(settings, variant: str, source: str, sink: str, group_id: str) ->
     from impetus.flink import stream_environment
 
     mode = "thread" if variant == "table_udf_thread" else "process"
-    env = stream_environment(settings, f"bench_bridge_{variant}", restart=False, python_mode=mode)
+    env = stream_environment(settings, f"bench_bridge_{variant}", restart=False, python_mode=mode,
+                             delivery="at-least-once")
     tables = StreamTableEnvironment.create(env)
     kafka = f"'connector' = 'kafka', 'properties.bootstrap.servers' = '{settings.kafka_bootstrap}', 'format' = 'raw'"
     tables.execute_sql(f"CREATE TABLE src (v STRING) WITH ({kafka}, 'topic' = '{source}', "

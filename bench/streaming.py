@@ -10,16 +10,19 @@ For each job (urban_anomalies, cyber_threats, text_intelligence) on the same pri
   so start-up (JVM, mini-cluster, Python workers) cancels out;
 - peak memory: the sum of VmHWM over the run's process group (driver, JVM, Python workers),
   sampled every 0.5 s, max over the samples;
-- for urban_anomalies, event-to-alert latency (p50/p99) of an unbounded run fed at about half
-  its measured rate, with ``--delivery at-least-once`` and ``exactly-once``.
+- for each job, the rate an unbounded run sustains (fed at rising rates, in steps of 1/8 of its
+  bounded rate, until the alerts fall behind), then its event-to-alert latency (p50/p99) at half
+  that rate and at a light load, with ``--delivery at-least-once`` and ``exactly-once`` (what is sent
+  and which alert is timed: ``PROBES``).
 
 Figures are ratios within one run on one machine; they are reported, never asserted.
 Results go to bench/results/<timestamp>.json (and a PNG chart next to it); BENCHMARKS.md
 holds the command and the table of a run.
 
-    .venv/bin/python bench/streaming.py                 # full run (about 15 minutes on 2 cores)
+    .venv/bin/python bench/streaming.py                 # full run (about 35 minutes on 2 cores)
     .venv/bin/python bench/streaming.py --quick         # smaller inputs, shorter latency phases
     .venv/bin/python bench/streaming.py --jobs urban    # one job
+    .venv/bin/python bench/streaming.py --jobs text --latency-from 2300   # latency phases only
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).resolve()
@@ -56,12 +61,20 @@ JOBS = {
 }
 SIZES = {"full": (5_000, 40_000), "quick": (2_000, 12_000)}
 LATENCY_SECONDS = {"full": 30.0, "quick": 20.0}
+RAMP_SECONDS = {"full": 20.0, "quick": 15.0}
+WARM_UP_SECONDS = 20.0
 # the pass-through is so much faster that N events take less time than the jitter of its start-up: it reads
 # readings/s of the light-load latency phase: what an alert costs when nothing queues
 LIGHT_RATE = 50.0
 # PASSTHROUGH_REPEAT copies of the same documents (its rate is still per event)
 PASSTHROUGH_REPEAT = 8
-HIT_EVERY = 20          # one reading in HIT_EVERY exceeds the pedestrian_count threshold (3000)
+HIT_EVERY = 20          # latency phases: one event in HIT_EVERY starts a hit (PROBES: one that must raise an alert)
+# the unbounded job's sustainable rate is searched in steps of this fraction of its bounded rate, from
+# 2 steps up to RAMP_STEPS steps
+RAMP_STEP = 0.125
+RAMP_STEPS = 16
+# a phase whose last fifth of hits took longer than this (median) to be answered left a growing backlog
+KEPT_UP_MS = 1000.0
 
 
 def log(message: str) -> None:
@@ -239,7 +252,7 @@ def passthrough(sources: list[str], sink: str, group_id: str) -> None:
     from impetus.flink import event_time, kafka_sink, kafka_source, stream_environment
 
     settings = load_settings()
-    env = stream_environment(settings, "bench_passthrough", restart=False)
+    env = stream_environment(settings, "bench_passthrough", restart=False, delivery="at-least-once")
     streams = [env.from_source(kafka_source(settings, topic, group_id, bounded=True), event_time(5000),
                                f"kafka: {topic}") for topic in sources]
     stream = streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
@@ -441,113 +454,265 @@ def throughput(settings, name: str, sizes: tuple[int, int], run: str, rules: str
 
 # --------------------------------------------------------------------------------------- latency
 
-class AlertWatch(threading.Thread):
-    """Consumes ``alerts.<tenant>`` (read_committed) from its end now; receive time per sensor id."""
+class AlertWatch:
+    """A separate process consuming ``alerts.<tenant>`` (read_committed) from its end now; :attr:`received` is
+    the time the alert answering each hit of ``probe`` first arrived. Its own process, so that the producer of
+    the events (this process) does not delay the clock it reads."""
 
-    def __init__(self, settings, topic: str):
-        from kafka import KafkaConsumer, TopicPartition
+    def __init__(self, settings, topic: str, probe: Probe):
+        import multiprocessing
+        import tempfile
 
-        super().__init__(daemon=True)
-        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                                      isolation_level="read_committed", fetch_max_wait_ms=50)
-        partitions = [TopicPartition(topic, p) for p in self.consumer.partitions_for_topic(topic)]
-        self.consumer.assign(partitions)
-        self.consumer.seek_to_end()
-        for tp in partitions:
-            self.consumer.position(tp)
-        self.received: dict[str, float] = {}
-        self.stopped = threading.Event()
+        self.probe = probe
+        self.path = Path(tempfile.mkstemp(prefix="bench-alerts-", suffix=".tsv")[1])
+        ready = multiprocessing.Event()
+        self.stopped = multiprocessing.Event()
+        self.process = multiprocessing.get_context("fork").Process(
+            target=_watch_alerts, args=(settings.kafka_bootstrap, topic, self.path, ready, self.stopped), daemon=True)
+        self.process.start()
+        if not ready.wait(60):
+            raise RuntimeError(f"the alert consumer of {topic} did not start within 60 s")
 
-    def run(self):
-        while not self.stopped.is_set():
-            for messages in self.consumer.poll(timeout_ms=100).values():
+    @property
+    def received(self) -> dict[str, float]:
+        first: dict[str, float] = {}
+        for line in self.path.read_text().splitlines():
+            category, entity, stamp = line.split("\t")
+            if category == self.probe.category:
+                first.setdefault(self.probe.hit_of(entity), float(stamp))
+        return first
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.process.join(30)
+        self.path.unlink(missing_ok=True)
+
+
+def _watch_alerts(bootstrap: str, topic: str, path: Path, ready, stopped) -> None:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             isolation_level="read_committed", fetch_max_wait_ms=50)
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+    consumer.assign(partitions)
+    consumer.seek_to_end()
+    for tp in partitions:
+        consumer.position(tp)
+    ready.set()
+    with open(path, "a") as out:
+        while not stopped.is_set():
+            for messages in consumer.poll(timeout_ms=100).values():
                 now = time.time()
                 for message in messages:
                     alert = json.loads(message.value)
-                    sensor = (alert.get("entity") or {}).get("id", "")
-                    if alert.get("category") == "threshold" and sensor not in self.received:
-                        self.received[sensor] = now
-        self.consumer.close()
+                    out.write(f"{alert.get('category')}\t{(alert.get('entity') or {}).get('id', '')}\t{now}\n")
+            out.flush()
+    consumer.close()
 
 
 def reading(sensor: str, value: float, moment: float) -> dict:
-    stamp = datetime.fromtimestamp(moment, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return {"tenant": "auckland", "sensor_id": sensor, "kind": "pedestrian_count", "value": value,
-            "unit": "persons/h", "event_time": stamp, "location": {"area": "bench"}, "source": "bench"}
+            "unit": "persons/h", "event_time": _iso(moment), "location": {"area": "bench"}, "source": "bench"}
 
 
-def latency(settings, run: str, rules: str, rate: float, seconds: float, delivery: str) -> dict:
-    """Unbounded urban_anomalies fed ``rate`` readings/s for ``seconds``; 1 in HIT_EVERY crosses the threshold."""
+def _iso(moment: float) -> str:
+    from impetus.alerts import utc_iso
+
+    return utc_iso(datetime.fromtimestamp(moment, timezone.utc))
+
+
+@dataclass
+class Probe:
+    """What the latency phases send to one job: ordinary events, and every HIT_EVERY events a *hit* — ``size``
+    events of which the last must raise an alert of ``category`` at once (its latency is measured from that
+    event); ``hit_of`` maps the alert's entity id back to the hit's id."""
+    input: str                                   # declared input topic the events go to
+    tenant: str
+    category: str
+    size: int
+    hit_id: Callable[[str, int, int], str]       # (run tag, phase, hit number) -> id
+    hit: Callable[[str, int, float], dict]       # (hit id, event of the hit, now) -> document
+    normal: Callable[[int, float], dict]         # (event number, now) -> document
+    hit_of: Callable[[str], str] = str
+
+
+def _failed_login(ip: str, moment: float) -> dict:
+    return {"tenant": "oslo", "collector": "bench", "received_time": _iso(moment),
+            "line": f"<38>1 {_iso(moment)} bastion-oslo sshd 4242 - - Failed password for invalid user admin "
+                    f"from {ip} port 50022 ssh2"}
+
+
+def _cron(i: int, moment: float) -> dict:
+    return {"tenant": "oslo", "collector": "bench", "received_time": _iso(moment),
+            "line": f"<86>1 {_iso(moment)} os-web01 CRON {20000 + i % 5000} - - pam_unix(cron:session): "
+                    "session opened for user root(uid=0) by (uid=0)"}
+
+
+def _post(post_id: str, text: str, moment: float) -> dict:
+    return {"tenant": "oslo", "post_id": post_id, "platform": "bench", "author": "bench", "text": text,
+            "lang": "en", "event_time": _iso(moment)}
+
+
+PROBES = {
+    # a reading over the pedestrian_count threshold (3000) from a sensor of its own (nothing suppressed)
+    "urban": Probe("sensors.readings", "auckland", "threshold", 1,
+                   lambda tag, phase, k: f"bench-{tag}-p{phase}-hit-{k}",
+                   lambda hid, j, now: reading(hid, 5000.0, now),
+                   lambda i, now: reading(f"bench-n-{i % 40}", 100.0, now)),
+    # five failed SSH logins from an address of their own: the fifth raises brute_force (default threshold 5)
+    "cyber": Probe("security.syslog", "oslo", "brute_force", 5,
+                   lambda tag, phase, k: f"10.{phase % 256}.{k // 256 % 256}.{k % 256}",
+                   lambda ip, j, now: _failed_login(ip, now), _cron),
+    # a post with a threat word in a negative tone raises threat_language (a built-in rule)
+    "text": Probe("social.posts", "oslo", "threat_language", 1,
+                  lambda tag, phase, k: f"bench-{tag}-p{phase}-{k}",
+                  lambda hid, j, now: _post(hid, "I will bomb the station tonight, I hate you all", now),
+                  lambda i, now: _post(f"bench-n-{i}", "Lovely sunny morning at the harbour", now),
+                  hit_of=lambda entity: entity.rsplit(":", 1)[-1]),
+}
+WARM, WARM_UP = 251, 252  # phase numbers of the first answered hits and of the warm-up
+
+
+def latency(settings, name: str, run: str, rules: str, rates: list[float], seconds: float, delivery: str,
+            ramp: bool = False) -> list[dict]:
+    """One unbounded run of job ``name`` fed each of ``rates`` events/s in turn for ``seconds`` (its
+    :data:`PROBES` entry says what is sent and which alert answers a hit). A phase per rate, each followed by
+    a pause that lets stragglers arrive; before them an unmeasured WARM_UP_SECONDS at the first rate (a fresh
+    JVM and interpreter are slower for their first seconds). ``ramp``: stop after the first phase the job did
+    not keep up with (:func:`kept_up`)."""
     from impetus.replay.producer import make_producer
     from impetus.topics import end_offsets
 
-    spec = JOBS["urban"]
-    tag = f"{run}-{'eo' if delivery == 'exactly-once' else 'alo'}"
-    topic = f"bench.{run}.latency.{tag}"
-    create_topics(settings, [topic, f"{topic}.dlq"])
-    watch = AlertWatch(settings, "alerts.auckland")
-    watch.start()
+    spec, probe = JOBS[name], PROBES[name]
+    tag = f"{run}-{'eo' if delivery == 'exactly-once' else 'alo'}-{uuid.uuid4().hex[:4]}"
+    topics = {declared: f"bench.{run}.latency.{tag}.{n}" for n, (declared, _, _) in enumerate(spec["inputs"])}
+    created = [t for topic in topics.values() for t in (topic, f"{topic}.dlq")]
+    create_topics(settings, created)
+    alerts = f"alerts.{probe.tenant}"
+    watch = AlertWatch(settings, alerts, probe)
     producer = make_producer(settings, linger_ms=0, acks=1)
-    args = job_args(spec, {"sensors.readings": topic}, rules, f"bench.{tag}.{uuid.uuid4().hex[:6]}", delivery, False)
-    log(f"latency ({delivery}): starting urban_anomalies unbounded")
-    process = start(args)
+    topic = topics[probe.input]
+    log(f"latency ({delivery}): starting {spec['job']} unbounded")
+    process = start(job_args(spec, topics, rules, f"bench.{tag}", delivery, False))
     sampler = Sampler(process.pid)
     sampler.start()
-    sent: dict[str, float] = {}
+    phases = []
+    # stragglers; exactly-once: then quiet, so that no record written since the last checkpoint leaves an
+    # open transaction when the job is killed
+    pause = 3.0 if delivery == "at-least-once" else 3 + 3 * settings.flink_checkpoint_interval_ms / 1000 + 5
     try:
-        # warm up: wait until the job answers a threshold reading
-        deadline, probe = time.monotonic() + 240, 0
+        # wait until the job answers a hit
+        deadline, k = time.monotonic() + 240, 0
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"job exited {process.returncode}:\n{process.stdout.read()[-4000:]}")
-            sensor = f"bench-{tag}-warm-{probe}"
-            producer.send(topic, json.dumps(reading(sensor, 5000.0, time.time())).encode(),
-                          timestamp_ms=int(time.time() * 1000))
+            hid = probe.hit_id(tag, WARM, k)
+            for j in range(probe.size):
+                now = time.time()
+                producer.send(topic, json.dumps(probe.hit(hid, j, now)).encode(), timestamp_ms=int(now * 1000))
             producer.flush()
-            probe += 1
-            if any(s.startswith(f"bench-{tag}-warm-") for s in watch.received):
+            received = watch.received
+            if any(probe.hit_id(tag, WARM, n) in received for n in range(k + 1)):
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError("the job raised no alert within 240 s of start")
+                raise RuntimeError(f"{spec['job']} raised no alert within 240 s of start")
+            k += 1
             time.sleep(1.0)
-        log(f"latency ({delivery}): job answering; {rate:.0f} readings/s for {seconds:.0f} s")
-        began = time.perf_counter()
-        i = 0
-        total = int(rate * seconds)
-        while i < total:
-            wait = began + i / rate - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-            moment = time.time()
-            if i % HIT_EVERY == 0:
-                sensor, value = f"bench-{tag}-hit-{i}", 5000.0
-                sent[sensor] = moment
-            else:
-                sensor, value = f"bench-{tag}-n-{i % 40}", 100.0
-            producer.send(topic, json.dumps(reading(sensor, value, moment)).encode(),
-                          timestamp_ms=int(moment * 1000))
-            i += 1
-        producer.flush()
-        achieved = total / (time.perf_counter() - began)
-        # stragglers, then quiet: no record written since the last checkpoint leaves no open transaction
-        time.sleep(3 + 3 * settings.flink_checkpoint_interval_ms / 1000 + 5)
+        log(f"latency ({delivery}): job answering; warming up at {rates[0]:.0f} events/s for {WARM_UP_SECONDS:.0f} s")
+        offer(producer, topic, probe, tag, WARM_UP, rates[0], WARM_UP_SECONDS)
+        time.sleep(pause)
+        for number, rate in enumerate(rates):
+            log(f"latency ({delivery}): {rate:.0f} events/s for {seconds:.0f} s")
+            sent, achieved = offer(producer, topic, probe, tag, number, rate, seconds)
+            time.sleep(pause)
+            phase = phase_result(sent, watch.received, rate, achieved, seconds, delivery)
+            phases.append(phase)
+            log(f"latency ({delivery}): {achieved:.0f}/s: p50 {fmt(phase['p50_ms'])} ms, p99 {fmt(phase['p99_ms'])} "
+                f"ms, {phase['alerts_received']}/{phase['sent_hits']} answered"
+                + ("" if phase["kept_up"] or not ramp else " - did not keep up"))
+            if ramp and not phase["kept_up"]:
+                break
+            if ramp and achieved < 0.95 * rate:
+                log(f"latency ({delivery}): the benchmark's producer reached only {achieved:.0f} of {rate:.0f} "
+                    "events/s: the ramp ends here")
+                break
     finally:
-        watch.stopped.set()
         sampler.stopped.set()
         _kill_group(process.pid)
         process.wait()
         producer.close()
-        watch.join()
+        watch.close()
         sampler.join()
-    open_txn = end_offsets(settings, "alerts.auckland", False) != end_offsets(settings, "alerts.auckland", True)
-    if open_txn:
-        log("warning: alerts.auckland has an open transaction after the kill (it times out in 10 min)")
-    delete_topics(settings, [topic, f"{topic}.dlq"])
-    latencies = sorted((watch.received[s] - t) * 1000 for s, t in sent.items() if s in watch.received)
+    if end_offsets(settings, alerts, False) != end_offsets(settings, alerts, True):
+        log(f"warning: {alerts} has an open transaction after the kill (it times out in 10 min)")
+    delete_topics(settings, created)
+    for phase in phases:
+        phase["peak_mb"] = sampler.peak
+    return phases
+
+
+def offer(producer, topic: str, probe: Probe, tag: str, phase: int, rate: float,
+          seconds: float) -> tuple[dict[str, float], float]:
+    """Produce ``rate`` events/s for ``seconds``, stamped now; ({hit id: time its last event was sent},
+    achieved rate)."""
+    sent: dict[str, float] = {}
+    began = time.perf_counter()
+    total = int(rate * seconds)
+    for i in range(total):
+        wait = began + i / rate - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        moment = time.time()
+        j = i % HIT_EVERY
+        if j < probe.size:
+            hid = probe.hit_id(tag, phase, i // HIT_EVERY)
+            doc = probe.hit(hid, j, moment)
+            if j == probe.size - 1:
+                sent[hid] = moment
+        else:
+            doc = probe.normal(i, moment)
+        producer.send(topic, json.dumps(doc).encode(), timestamp_ms=int(moment * 1000))
+    producer.flush()
+    return sent, total / (time.perf_counter() - began)
+
+
+def phase_result(sent: dict[str, float], received: dict[str, float], rate: float, achieved: float, seconds: float,
+                 delivery: str) -> dict:
+    latencies = sorted((received[s] - t) * 1000 for s, t in sent.items() if s in received)
+    # the hits of the phase's last fifth, in the order they were sent: a backlog that grows shows there
+    ordered = sorted(sent.items(), key=lambda item: item[1])
+    tail = [(received[s] - t) * 1000 if s in received else math.inf for s, t in ordered[-max(1, len(ordered) // 5):]]
+    tail_p50 = percentile(tail, 50)
     return {"delivery": delivery, "rate": rate, "achieved_rate": achieved, "seconds": seconds,
             "sent_hits": len(sent), "alerts_received": len(latencies),
             "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
-            "max_ms": latencies[-1] if latencies else None, "peak_mb": sampler.peak}
+            "max_ms": latencies[-1] if latencies else None, "tail_p50_ms": tail_p50,
+            "kept_up": kept_up(len(sent), len(latencies), tail_p50)}
+
+
+def kept_up(hits: int, answered: int, tail_p50_ms: float | None) -> bool:
+    """Whether the job kept up with a phase: every hit answered, and the median latency of the phase's last
+    fifth under KEPT_UP_MS (offered above what the job sustains, its backlog, so that median, grows by
+    seconds over a phase)."""
+    return hits > 0 and answered == hits and tail_p50_ms is not None and tail_p50_ms < KEPT_UP_MS
+
+
+def latency_phases(settings, name: str, run: str, rules: str, bounded: float, mode: str) -> dict:
+    """Job ``name``'s sustainable rate unbounded (at-least-once; a ramp in steps of RAMP_STEP of its bounded rate,
+    up to RAMP_STEPS of them), then its latency at half that rate and at LIGHT_RATE, once per delivery mode."""
+    steps = [bounded * RAMP_STEP * k for k in range(2, RAMP_STEPS + 1)]
+    ramp = latency(settings, name, run, rules, steps, RAMP_SECONDS[mode], "at-least-once", ramp=True)
+    kept = [phase["achieved_rate"] for phase in ramp if phase["kept_up"]]
+    sustainable = max(kept) if kept else None
+    if sustainable is None:
+        log(f"{name}: the unbounded job did not keep up with {steps[0]:.0f} events/s, the ramp's first step")
+    half = (sustainable if sustainable is not None else steps[0]) / 2
+    phases = []
+    for delivery in ("at-least-once", "exactly-once"):
+        for phase, label in zip(latency(settings, name, run, rules, [half, LIGHT_RATE], LATENCY_SECONDS[mode],
+                                        delivery), ("½ sustainable", "light")):
+            phases.append(dict(phase, load=label))
+    return {"job": JOBS[name]["job"], "ramp": ramp, "sustainable_rate": sustainable, "latency": phases}
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -571,18 +736,28 @@ def table(results: dict) -> str:
                      f"{job / pt:.2f} | {job / pl:.2f} | "
                      f"{runs['flink']['peak_mb']:.0f} / {runs['passthrough']['peak_mb']:.0f} / "
                      f"{runs['plain']['peak_mb']:.0f} |")
-    if results["latency"]:
-        lines += ["", "| urban_anomalies latency | offered ev/s | hits | alerts | p50 ms | p99 ms | max ms | peak MB |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for entry in results["latency"]:
-            lines.append(f"| {entry['delivery']} | {entry['achieved_rate']:.0f} | {entry['sent_hits']} | "
-                         f"{entry['alerts_received']} | {fmt(entry['p50_ms'])} | {fmt(entry['p99_ms'])} | "
-                         f"{fmt(entry['max_ms'])} | {entry['peak_mb']:.0f} |")
+    for job in results["latency"]:
+        sustainable = job["sustainable_rate"]
+        lines += ["", f"Unbounded {job['job']}, at-least-once, rate stepped up until it falls behind: sustainable "
+                      f"{'below the first step' if sustainable is None else f'{sustainable:,.0f} events/s'}", "",
+                  "| offered ev/s | hits | alerts | p50 ms | p99 ms | last fifth p50 ms | kept up |",
+                  "|---:|---:|---:|---:|---:|---:|---|"]
+        for entry in job["ramp"]:
+            lines.append(f"| {entry['achieved_rate']:,.0f} | {entry['sent_hits']} | {entry['alerts_received']} | "
+                         f"{fmt(entry['p50_ms'])} | {fmt(entry['p99_ms'])} | {fmt(entry['tail_p50_ms'])} | "
+                         f"{'yes' if entry['kept_up'] else 'no'} |")
+        lines += ["", f"| {job['job']} latency | load | offered ev/s | hits | alerts | p50 ms | p99 ms | max ms "
+                      "| peak MB |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for entry in job["latency"]:
+            lines.append(f"| {entry['delivery']} | {entry.get('load', '')} | {entry['achieved_rate']:,.0f} | "
+                         f"{entry['sent_hits']} | {entry['alerts_received']} | {fmt(entry['p50_ms'])} | "
+                         f"{fmt(entry['p99_ms'])} | {fmt(entry['max_ms'])} | {entry['peak_mb']:.0f} |")
     return "\n".join(lines)
 
 
 def fmt(value) -> str:
-    return "-" if value is None else f"{value:.0f}"
+    return "-" if value is None else "∞" if value == math.inf else f"{value:,.0f}"
 
 
 def pyplot():
@@ -607,25 +782,47 @@ def write_chart(plt, fig, path: Path) -> None:
 
 
 def chart(results: dict, path: Path) -> None:
+    """Throughput bars (``path``) and, when latency was measured, latency against offered rate per job
+    (``<path stem>-latency.png``)."""
     plt = pyplot()
     if plt is None:
         return
     entries = results["throughput"]
-    if not entries:
-        return
-    variants = [("passthrough", "Flink pass-through"), ("flink", "Flink detection job"),
-                ("flink_process", "same job, PyFlink process mode"), ("plain", "kafka-python loop")]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    width = 0.2
-    for i, (variant, label) in enumerate(variants):
-        ax.bar([j + (i - 1.5) * width for j in range(len(entries))],
-               [e["runs"].get(variant, {}).get("rate", float("nan")) for e in entries], width, label=label)
-    ax.set_xticks(range(len(entries)), [e["job"] for e in entries])
-    ax.set_ylabel("events / s")
-    ax.set_yscale("log")
-    ax.set_title("Streaming throughput (bounded runs, start-up subtracted)")
-    ax.legend(fontsize=8)
-    write_chart(plt, fig, path)
+    if entries:
+        variants = [("passthrough", "Flink pass-through"), ("flink", "Flink detection job"),
+                    ("flink_process", "same job, PyFlink process mode"), ("plain", "kafka-python loop")]
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        width = 0.2
+        for i, (variant, label) in enumerate(variants):
+            ax.bar([j + (i - 1.5) * width for j in range(len(entries))],
+                   [e["runs"].get(variant, {}).get("rate", float("nan")) for e in entries], width, label=label)
+        ax.set_xticks(range(len(entries)), [e["job"] for e in entries])
+        ax.set_ylabel("events / s")
+        ax.set_yscale("log")
+        ax.set_title("Streaming throughput (bounded runs, start-up subtracted)")
+        ax.legend(fontsize=8)
+        write_chart(plt, fig, path)
+    jobs = results["latency"]
+    if jobs:
+        fig, axes = plt.subplots(1, len(jobs), figsize=(4.2 * len(jobs), 3.5), squeeze=False)
+        for ax, job in zip(axes[0], jobs):
+            rates = [p["achieved_rate"] for p in job["ramp"]]
+            for key, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
+                ax.plot(rates, [p[key] if p[key] is not None else float("nan") for p in job["ramp"]], "o-",
+                        label=f"ramp {label} (at-least-once)")
+            for phase in job["latency"]:
+                marker = "s" if phase["delivery"] == "at-least-once" else "^"
+                ax.plot([phase["achieved_rate"]], [phase["p99_ms"]], marker, label=f"p99 {phase['delivery']}, "
+                        f"{phase.get('load', '')} (fresh job)")
+            ax.axhline(500, color="grey", linestyle=":", linewidth=1)
+            if job["sustainable_rate"]:
+                ax.axvline(job["sustainable_rate"], color="grey", linestyle="--", linewidth=1)
+            ax.set_yscale("log")
+            ax.set_xlabel("offered events / s")
+            ax.set_ylabel("event-to-alert latency, ms")
+            ax.set_title(f"{job['job']} (dashed: sustainable)", fontsize=9)
+            ax.legend(fontsize=6)
+        write_chart(plt, fig, path.with_name(f"{path.stem}-latency.png"))
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -639,6 +836,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", default="urban,cyber,text", help="comma-separated subset of urban,cyber,text "
                                                               "(default %(default)s)")
     p.add_argument("--no-latency", action="store_true", help="skip the latency phases")
+    p.add_argument("--latency-from", type=float, metavar="RATE",
+                   help="only the latency phases, ramping in steps of 1/8 of RATE events/s (e.g. the job's bounded "
+                        "rate from an earlier run; with several --jobs, the same RATE for each)")
     p.add_argument("--out", type=Path, help="results JSON (default bench/results/<timestamp>.json)")
     # internal: the pass-through job and the plain loop run in their own processes (timed, memory sampled)
     p.add_argument("--passthrough", help=argparse.SUPPRESS)
@@ -676,18 +876,14 @@ def main(argv=None) -> int:
                "throughput": [], "latency": []}
     began = time.monotonic()
     try:
-        for name in names:
+        for name in names if args.latency_from is None else []:
             results["throughput"].append(throughput(settings, name, SIZES[mode], run, rules))
             _save(results, out)
-        if "urban" in names and not args.no_latency:
-            urban = next(e for e in results["throughput"] if e["job"] == "urban_anomalies")
-            rate = urban["runs"]["flink"]["rate"] / 2
-            # at half the bounded rate (the target's condition), and at a light load (the floor)
-            for offered in (rate, LIGHT_RATE):
-                for delivery in ("at-least-once", "exactly-once"):
-                    results["latency"].append(latency(settings, run, rules, offered, LATENCY_SECONDS[mode],
-                                                      delivery))
-                    _save(results, out)
+        for name in names if not args.no_latency else []:
+            bounded = args.latency_from or next(e for e in results["throughput"]
+                                                if e["job"] == JOBS[name]["job"])["runs"]["flink"]["rate"]
+            results["latency"].append(latency_phases(settings, name, run, rules, bounded, mode))
+            _save(results, out)
     finally:
         delete_topics(settings, [rules])
     results["seconds"] = time.monotonic() - began
