@@ -185,11 +185,23 @@ def _tail(path: Path, lines: int = 25) -> str:
         return "(no log written)"
 
 
+def new_cluster_id(random_bytes=lambda: uuid.uuid4().bytes) -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding.
+
+    One in 64 such ids starts with '-', which the storage tool reads as an option ("argument
+    --cluster-id/-t: expected one argument"); those are drawn again, as Kafka's own ids are.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(random_bytes()).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _format_storage(settings: Settings, paths: BrokerPaths, classpath: str) -> None:
     if (paths.data / "meta.properties").exists():
         return
     paths.data.mkdir(parents=True, exist_ok=True)
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = new_cluster_id()
     cmd = [_java(), "-cp", classpath, *_log_options(settings, paths), "kafka.tools.StorageTool", "format",
            "-t", cluster_id, "-c", str(paths.properties), "--ignore-formatted"]
     result = subprocess.run(cmd, capture_output=True, text=True)
