@@ -152,6 +152,42 @@ def _is_control(value: str) -> bool:
     return isinstance(doc, dict) and "model" in doc and "action" in doc and "rule_id" not in doc
 
 
+def switch_model(job: str, logic, message: dict, loaded, failed) -> None:
+    """Load the announced model version if ``logic`` uses that model (one of ``logic.MODELS``).
+
+    ``loaded`` / ``failed``: metric counters. A version that fails to load is reported and the current one kept.
+    """
+    if message["model"] not in getattr(logic, "MODELS", ()):
+        return
+    if logic.model_version(message["model"]) == message["version"]:
+        return
+    try:
+        # on a thread Python started: models load native extensions (impetus.embedded)
+        on_python_thread(logic.load_model, message["model"], message["version"])
+    except Exception as err:  # a broken or unreachable version must not stop detection
+        failed.inc()
+        print(f"[{job}] could not load {message['model']} version {message['version']} "
+              f"({type(err).__name__}: {err}); keeping version {logic.model_version(message['model'])}",
+              flush=True)
+    else:
+        loaded.inc()
+        print(f"[{job}] now using {message['model']} version {message['version']}", flush=True)
+
+
+def _keep_control(job: str, value: str, broadcast_state, rejected) -> dict | None:
+    """A valid ``models.control`` announcement, kept in ``broadcast_state`` (so that a job restored from a
+    checkpoint loads the version it was using); None, counted in ``rejected``, for an invalid one."""
+    try:
+        check_payload("models.control", value)
+    except PayloadRejected as err:
+        rejected.inc()
+        print(f"[{job}] ignored an invalid models.control message: {err}", flush=True)
+        return None
+    doc = json.loads(value)
+    broadcast_state.put(f"model:{doc['model']}", value)
+    return doc
+
+
 def is_tally(text: str) -> bool:
     """Whether a detector's output is a tally (a JSON array) rather than an alert (a JSON object)."""
     return text.startswith("[")
@@ -209,35 +245,13 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             return self.book
 
         def _switch_model(self, message: dict) -> None:
-            """Load the announced model version if this detector uses that model (one of ``logic.MODELS``)."""
-            if message["model"] not in getattr(logic, "MODELS", ()):
-                return
-            if logic.model_version(message["model"]) == message["version"]:
-                return
-            try:
-                # on a thread Python started: models load native extensions (impetus.embedded)
-                on_python_thread(logic.load_model, message["model"], message["version"])
-            except Exception as err:  # a broken or unreachable version must not stop detection
-                self.metric_model_failures.inc()
-                print(f"[{job}] could not load {message['model']} version {message['version']} "
-                      f"({type(err).__name__}: {err}); keeping version {logic.model_version(message['model'])}",
-                      flush=True)
-            else:
-                self.metric_model_loads.inc()
-                print(f"[{job}] now using {message['model']} version {message['version']}", flush=True)
+            switch_model(job, logic, message, self.metric_model_loads, self.metric_model_failures)
 
         def process_broadcast_element(self, value, ctx):
             if _is_control(value):
-                doc = json.loads(value)
-                try:
-                    check_payload("models.control", value)
-                except PayloadRejected as err:
-                    self.metric_bad_rules.inc()
-                    print(f"[{job}] ignored an invalid models.control message: {err}", flush=True)
-                    return
-                # kept, so that a job restored from a checkpoint loads the version it was using
-                ctx.get_broadcast_state(rules_descriptor).put(f"model:{doc['model']}", value)
-                self._switch_model(doc)
+                doc = _keep_control(job, value, ctx.get_broadcast_state(rules_descriptor), self.metric_bad_rules)
+                if doc is not None:
+                    self._switch_model(doc)
                 return
             try:
                 rule = check_rule(json.loads(value))
@@ -337,3 +351,90 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                 yield json.dumps(alert, ensure_ascii=False)
 
     return Detector()
+
+
+def batch_scorer(job: str, logic, rules_descriptor, batch_size: int, max_wait_ms: int):
+    """A KeyedBroadcastProcessFunction handing ``(doc, late, topic)`` records to ``logic.score`` in batches.
+
+    For models that cost about as much per call as per batch (e.g. :class:`impetus.detect.streams.FlowScoring`):
+    records are kept in keyed list state (checkpointed, so none is lost or repeated across a
+    restore) and scored together when ``batch_size`` of a key are waiting, ``max_wait_ms`` after
+    the first of them arrived, or when the watermark reaches the earliest of them (an event-time
+    timer), whichever comes first. The last keeps event time intact: Flink fires the timer before
+    it passes the watermark on, so no record is held back past a watermark that covers it (the
+    operator after this one would otherwise see it as late). Records leave in arrival order per key,
+    stamped with the time of whatever flushed them (so the downstream operator gets no event time
+    from them: the documents carry their own). The broadcast side takes ``models.control``
+    announcements and switches ``logic``'s model like :func:`detector` does (rules are ignored).
+    """
+    from pyflink.common import Types
+    from pyflink.datastream import KeyedBroadcastProcessFunction
+    from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
+
+    class BatchScorer(KeyedBroadcastProcessFunction):
+        def open(self, runtime_context):
+            self.pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
+            # (records waiting, processing-time deadline, event-time deadline) of the current key
+            self.batch = runtime_context.get_state(ValueStateDescriptor("batch", Types.PICKLED_BYTE_ARRAY()))
+            metrics = runtime_context.get_metrics_group()
+            self.metric_batches = metrics.counter("batches_scored")
+            self.metric_bad = metrics.counter("control_messages_rejected")
+            self.metric_loads = metrics.counter("model_versions_loaded")
+            self.metric_failures = metrics.counter("model_loads_failed")
+            self.restored = False
+
+        def _restore(self, ctx) -> None:
+            # once per task start: the model version announced before a restore
+            if not self.restored:
+                self.restored = True
+                for _, text in ctx.get_broadcast_state(rules_descriptor).items():
+                    if _is_control(text):
+                        switch_model(job, logic, json.loads(text), self.metric_loads, self.metric_failures)
+
+        def process_broadcast_element(self, value, ctx):
+            if _is_control(value):
+                doc = _keep_control(job, value, ctx.get_broadcast_state(rules_descriptor), self.metric_bad)
+                if doc is not None:
+                    switch_model(job, logic, doc, self.metric_loads, self.metric_failures)
+            return
+            yield  # a generator, like every PyFlink process method
+
+        def process_element(self, value, ctx):
+            self._restore(ctx)
+            count, wake_at, due_at = self.batch.value() or (0, None, None)
+            if count + 1 >= batch_size:
+                yield from self._flush(ctx, [*self.pending.get(), value], wake_at, due_at)
+                return
+            self.pending.add(value)
+            timers = ctx.timer_service()
+            if wake_at is None:
+                wake_at = timers.current_processing_time() + max_wait_ms
+                timers.register_processing_time_timer(wake_at)
+            stamp = ctx.timestamp()
+            stamp = END_OF_INPUT - 1 if stamp is None else stamp
+            if due_at is None or stamp < due_at:
+                if due_at is not None:
+                    timers.delete_event_time_timer(due_at)
+                timers.register_event_time_timer(stamp)
+                due_at = stamp
+            self.batch.update((count + 1, wake_at, due_at))
+
+        def on_timer(self, timestamp, ctx):
+            count, wake_at, due_at = self.batch.value() or (0, None, None)
+            if count:
+                yield from self._flush(ctx, list(self.pending.get()), wake_at, due_at)
+
+        def _flush(self, ctx, values, wake_at, due_at):
+            timers = ctx.timer_service()
+            if wake_at is not None:
+                timers.delete_processing_time_timer(wake_at)
+            if due_at is not None:
+                timers.delete_event_time_timer(due_at)
+            self.pending.clear()
+            self.batch.clear()
+            self.metric_batches.inc()
+            scored = logic.score([doc for doc, _, _ in values])
+            for doc, (_, late, topic) in zip(scored, values):
+                yield doc, late, topic
+
+    return BatchScorer()

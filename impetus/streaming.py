@@ -106,6 +106,12 @@ def options_from(args, inputs: list[Input], settings) -> JobOptions:
 def intake_streams(env, settings, job: str, inputs: list[Input], options: JobOptions):
     """(validated docs of all inputs unioned, dead-letter streams); dead letters are already wired
     to ``<topic>.dlq``."""
+    streams, dead = intake_each(env, settings, job, inputs, options)
+    return _union(streams), dead
+
+
+def intake_each(env, settings, job: str, inputs: list[Input], options: JobOptions):
+    """(validated docs of each input, in the order of ``inputs``; dead-letter streams), as :func:`intake_streams`."""
     from impetus.flink import event_time, kafka_sink, kafka_source
     from impetus.operators import intake
 
@@ -125,7 +131,22 @@ def intake_streams(env, settings, job: str, inputs: list[Input], options: JobOpt
         # stamped when rejected, so the DLQ's retention counts from then, not from the event's time
         stamped_now(letters).sink_to(dlq_sink).name(f"kafka: {dlq_topic(topic)}").uid(f"dlq-{spec.topic}")
         streams.append(valid)
-    return _union(streams), dead
+    return streams, dead
+
+
+def score_in_batches(stream, rules, descriptor, job: str, name: str, logic, batch_size: int = 256,
+                     max_wait_ms: int = 20):
+    """``stream`` of (doc, late, source topic), keyed by ``logic.key``, with ``logic.score`` applied to batches of
+    documents (:func:`impetus.operators.batch_scorer`); the same records come out, scored."""
+    from pyflink.common import Types
+
+    from impetus.operators import batch_scorer
+
+    return (stream.key_by(lambda value: logic.key(value[0]), key_type=Types.STRING())
+            .connect(rules)
+            .process(batch_scorer(job, logic, descriptor, batch_size, max_wait_ms),
+                     output_type=Types.PICKLED_BYTE_ARRAY())
+            .name(name).uid(name.replace(" ", "-")))
 
 
 def _union(streams):

@@ -349,19 +349,25 @@ def rule_params(params: dict | None) -> dict:
 
 def flow_alerts(scorer: FlowScorer, flows: list[dict], params: dict | None = None, rule_id: str | None = None,
                 detected_at: datetime | None = None) -> list[dict]:
-    """Score a batch and return the alerts, in input order.
+    """Score a batch and return the alerts, in input order (see :func:`alerts_for_scores`)."""
+    return alerts_for_scores(flows, scorer.score(flows), scorer.metadata, params, rule_id, detected_at)
+
+
+def alerts_for_scores(flows: list[dict], scores: list[float], metadata: dict, params: dict | None = None,
+                      rule_id: str | None = None, detected_at: datetime | None = None) -> list[dict]:
+    """The alerts for flows already scored by the model described by ``metadata``, in input order.
 
     ``params`` are a ``flow_anomaly`` rule's (see :data:`RULE_KINDS`). Anomalous flows of one source that
     start in the same millisecond would get the same alert id; they become one alert for the most anomalous
     of them, with ``count`` saying how many there were.
     """
     settings = rule_params(params)
-    threshold = scorer.threshold if settings["threshold"] is None else settings["threshold"]
+    threshold = float(metadata["threshold"]) if settings["threshold"] is None else settings["threshold"]
     findings: dict[str, list] = {}
-    for flow, score in zip(flows, scorer.score(flows)):
-        if not scorer.is_anomalous(score, threshold) or (flow.get("bytes_out") or 0) < settings["min_bytes_out"]:
+    for flow, score in zip(flows, scores):
+        if not score < threshold or (flow.get("bytes_out") or 0) < settings["min_bytes_out"]:
             continue
-        alert = flow_anomaly_alert(flow, score, scorer.metadata, detected_at, threshold, rule_id)
+        alert = flow_anomaly_alert(flow, score, metadata, detected_at, threshold, rule_id)
         found = findings.get(alert["alert_id"])
         if found is None:
             findings[alert["alert_id"]] = [alert, score, 1]

@@ -28,9 +28,9 @@ def flow(tenant, second, src, dst, port, packets=1, bytes_out=60, bytes_in=0, du
             BASE_MS + second * 1000)
 
 
-# the job's own mode (process), and forced into PyFlink's thread mode, where ONNX Runtime is called
-# through impetus.embedded (called directly on the JVM's threads, its import hangs)
-@pytest.mark.parametrize("mode", ["auto", "thread"])
+# the job's own mode (thread: ONNX Runtime is called through impetus.embedded, since called directly on the
+# JVM's threads its import hangs), and forced into PyFlink's process mode
+@pytest.mark.parametrize("mode", ["auto", "process"])
 def test_known_lines_and_flows_give_exact_alerts_with_countermeasures(scratch, tmp_path, mode):
     t = scratch.tenant
     lines = [syslog(t, s, f"<38>May  4 10:00:{s:02d} gw sshd[412]: Failed password for invalid user admin "
@@ -48,6 +48,9 @@ def test_known_lines_and_flows_give_exact_alerts_with_countermeasures(scratch, t
                       bytes_in=20_000, duration_ms=3 * 3600 * 1000))
     flows.append(flow(t, 91, "10.0.0.8", "10.0.0.2", 443, packets=40, bytes_out=2_000, bytes_in=30_000,
                       duration_ms=400))
+    # ordinary traffic of one workstation: more flows of one source than a scoring batch holds (256)
+    flows += [flow(t, 100 + i, "10.0.0.9", "10.0.0.2", 443, packets=40, bytes_out=2_000, bytes_in=30_000,
+                   duration_ms=400) for i in range(300)]
     scratch.produce([m for m, _ in lines], timestamps=[ts for _, ts in lines])
     scratch.produce([m for m, _ in flows], timestamps=[ts for _, ts in flows], topic=scratch.source2)
     onnx_bytes, metadata = train_flow_model(normal_flows(seed=0, n=5000), seed=0)

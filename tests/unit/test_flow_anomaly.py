@@ -219,3 +219,43 @@ def test_evaluation_on_generated_episodes(scorer):
     assert figures["exfiltration_flow_recall"] == 1.0
     assert figures["background_flows"] > 18_000
     assert figures["background_false_positive_rate"] < 0.005
+
+
+def test_flows_scored_in_a_batch_carry_their_score_and_the_model(scorer, trained):
+    from impetus.detect.streams import FlowScoring
+
+    exfiltration, https = FlowScoring(scorer).score([EXFILTRATION, HTTPS])
+    model = {"name": "flow_anomaly", "version": trained[1]["version"], "threshold": trained[1]["threshold"]}
+    assert exfiltration["flow_score"]["model"] == https["flow_score"]["model"] == model
+    assert exfiltration["flow_score"]["score"] < model["threshold"] < https["flow_score"]["score"]
+    assert {k: v for k, v in exfiltration.items() if k != "flow_score"} == EXFILTRATION
+    # no model loaded yet: flows pass on, marked unscored
+    assert FlowScoring(None).score([HTTPS]) == [dict(HTTPS, flow_score=None)]
+    # a few keys per tenant; one source always lands on the same one
+    assert FlowScoring.key(EXFILTRATION) == FlowScoring.key(dict(EXFILTRATION, dst_port=80))
+    assert FlowScoring.key(EXFILTRATION).startswith("oslo|")
+
+
+def test_source_watch_judges_flows_by_the_score_attached_upstream():
+    from impetus.detect.streams import SourceWatch
+    from impetus.rules import RuleBook, defaults_from, rule_kinds
+
+    book = RuleBook({}, defaults_from(rule_kinds(), ["flow_anomaly"]))
+    watch = SourceWatch(scored_upstream=True)
+    assert watch.MODELS == ()  # the scoring stage holds the model and follows announced versions
+    model = {"name": "flow_anomaly", "version": "cde26a63b469", "threshold": 0.0}
+    _, alerts = watch.on_event(None, dict(EXFILTRATION, flow_score={"score": -0.0693, "model": model}), book)
+    assert [(a["category"], a["entity"]["id"], a["evidence"]["score"], a["detector"]["version"]) for a in alerts] == [
+        ("flow_anomaly", "10.10.1.90", -0.0693, "cde26a63b469")]
+    assert watch.on_event(None, dict(HTTPS, flow_score={"score": 0.12, "model": model}), book)[1] == []
+    assert watch.on_event(None, dict(EXFILTRATION, flow_score=None), book)[1] == []
+
+
+def test_a_flow_message_cannot_bring_its_own_score():
+    import json
+
+    from impetus.schemas import PayloadRejected, check_payload
+
+    hostile = dict(EXFILTRATION, flow_score={"score": 5.0, "model": {"name": "x", "version": "y", "threshold": 0}})
+    with pytest.raises(PayloadRejected, match="flow_score"):
+        check_payload("network.flows", json.dumps(hostile))
