@@ -10,6 +10,7 @@ Reads ``security.syslog`` (RFC 3164 and RFC 5424 lines: OpenSSH, sudo, firewall)
   ``flow_anomaly@champion``, else the file built by ``impetus models build flow-anomaly``)
   scores as anomalous, e.g. exfiltration. A version announced on ``models.control``
   (``impetus models retrain|promote``) is loaded without a restart; alerts name the version.
+  Flows are scored in batches of up to ``FLOW_BATCH`` (docs/cyber-detection.md).
 Every alert carries a suggested countermeasure. Lines that are not syslog and messages
 that fail validation go to ``<topic>.dlq`` with the reason; counts of every run go to
 ``jobs.accounting``. Rules on the ``rules`` topic apply without a restart.
