@@ -420,6 +420,7 @@ def batch_scorer(job: str, logic, rules_descriptor, batch_size: int, max_wait_ms
             self.batch.update((count + 1, wake_at, due_at))
 
         def on_timer(self, timestamp, ctx):
+            self._restore(ctx)  # a restored job may fire a timer for restored records before any new one arrives
             count, wake_at, due_at = self.batch.value() or (0, None, None)
             if count:
                 yield from self._flush(ctx, list(self.pending.get()), wake_at, due_at)
