@@ -134,8 +134,7 @@ def intake_each(env, settings, job: str, inputs: list[Input], options: JobOption
     return streams, dead
 
 
-def score_in_batches(stream, rules, descriptor, job: str, name: str, logic, batch_size: int = 256,
-                     max_wait_ms: int = 20):
+def score_in_batches(stream, rules, descriptor, job: str, name: str, logic, batch_size: int, max_wait_ms: int):
     """``stream`` of (doc, late, source topic), keyed by ``logic.key``, with ``logic.score`` applied to batches of
     documents (:func:`impetus.operators.batch_scorer`); the same records come out, scored."""
     from pyflink.common import Types
