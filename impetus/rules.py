@@ -162,23 +162,35 @@ class RuleBook:
     def __init__(self, rules: dict[str, dict] | None = None, defaults: dict[str, dict] | None = None):
         self.rules = dict(rules or {})
         self.defaults = dict(defaults or {})  # kind -> params of the built-in rule
+        self._answers = {}  # (lookup, tenant, kind) -> answer, until the rules change: detectors ask per event
 
     def apply(self, rule: dict) -> None:
         if rule.get("deleted"):
             self.rules.pop(rule["rule_id"], None)
         else:
             self.rules[rule["rule_id"]] = rule
+        self._answers = {}
 
     def matching(self, tenant: str, kind: str) -> list[dict]:
         """Enabled rules of ``kind`` for ``tenant`` (tenant-specific first, then ``*``), by id."""
-        hits = [r for r in self.rules.values() if r["kind"] == kind and r["enabled"] and r["tenant"] in (tenant, "*")]
-        return sorted(hits, key=lambda r: (r["tenant"] == "*", r["rule_id"]))
+        key = ("matching", tenant, kind)
+        if key not in self._answers:
+            hits = [r for r in self.rules.values()
+                    if r["kind"] == kind and r["enabled"] and r["tenant"] in (tenant, "*")]
+            self._answers[key] = sorted(hits, key=lambda r: (r["tenant"] == "*", r["rule_id"]))
+        return list(self._answers[key])
 
     def single(self, tenant: str, kind: str) -> dict | None:
         """The one rule of a single kind for ``tenant``: its own, else ``*``, else the built-in default.
 
         None when the kind is paused (the default rule id disabled and no other rule).
         """
+        key = ("single", tenant, kind)
+        if key not in self._answers:
+            self._answers[key] = self._single(tenant, kind)
+        return self._answers[key]
+
+    def _single(self, tenant: str, kind: str) -> dict | None:
         mine = self.matching(tenant, kind)
         if mine:
             return mine[0]

@@ -55,6 +55,7 @@ import hashlib
 import json
 import random
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 from zoneinfo import ZoneInfo
@@ -181,10 +182,24 @@ def rule_params(kind: str, params: dict | None = None) -> dict:
     Raises ValueError for an unknown kind or param name, a wrong type or a non-positive number,
     so that a bad rule on the ``rules`` topic is rejected instead of silently misbehaving.
     """
+    given = dict(params or {})
+    try:
+        checked = _checked_params(kind, tuple(sorted(given.items())))
+    except TypeError:  # a value that cannot be a cache key (a list, a dict): checked, and refused, below
+        checked = _check_params(kind, given)
+    return dict(checked)
+
+
+@lru_cache(maxsize=4096)
+def _checked_params(kind: str, given: tuple) -> tuple:
+    # detectors judge every event with the params of one of a few rules: check each set once, not per event
+    return _check_params(kind, dict(given))
+
+
+def _check_params(kind: str, given: dict) -> tuple:
     if kind not in RULE_KINDS:
         raise ValueError(f"unknown rule kind {kind!r} (known: {', '.join(sorted(RULE_KINDS))})")
     spec = RULE_KINDS[kind]["params"]
-    given = dict(params or {})
     unknown = sorted(set(given) - set(spec))
     if unknown:
         raise ValueError(f"rule kind {kind!r} has no param {', '.join(unknown)} (known: {', '.join(spec)})")
@@ -209,7 +224,7 @@ def rule_params(kind: str, params: dict | None = None) -> dict:
             if value < 0 or (value == 0 and name not in _MAY_BE_ZERO):
                 raise ValueError(f"{kind}.{name} must be positive, got {value!r}")
         merged[name] = value
-    return merged
+    return tuple(merged.items())
 
 
 def rule_detector(rule: dict) -> dict:
