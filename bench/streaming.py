@@ -310,11 +310,11 @@ class Keyed:
         return alerts
 
 
-def plain(name: str, topics: dict[str, str], group_id: str) -> None:
+def plain(name: str, topics: dict[str, str], group_id: str, alert_topic: str) -> None:
     """The simple alternative: kafka-python loop, validate, same logic objects, produce alerts.
 
     Reads ``topics`` (declared -> actual) up to their end offsets at start, like a bounded job run.
-    No suppression (the Flink operator's) and no checkpoints; alerts go to ``alerts.<tenant>``
+    No suppression (the Flink operator's) and no checkpoints; alerts go to ``alert_topic``
     (at-least-once), dead letters to ``<actual>.dlq``.
     """
     from kafka import KafkaConsumer, TopicPartition
@@ -325,7 +325,7 @@ def plain(name: str, topics: dict[str, str], group_id: str) -> None:
     from impetus.replay.producer import make_producer
     from impetus.rules import RuleBook
     from impetus.schemas import PayloadRejected, check_payload
-    from impetus.topics import alert_topic, dlq_topic, end_offsets
+    from impetus.topics import dlq_topic, end_offsets
 
     spec = JOBS[name]
     settings = load_settings()
@@ -352,7 +352,7 @@ def plain(name: str, topics: dict[str, str], group_id: str) -> None:
 
     def emit(alerts, ts_ms):
         for alert in alerts:
-            producer.send(alert_topic(alert["tenant"]), json.dumps(alert, ensure_ascii=False).encode("utf-8"))
+            producer.send(alert_topic, json.dumps(alert, ensure_ascii=False).encode("utf-8"))
             counts["alerts"] += 1
             if name == "urban" and alert["category"] == "urban_anomaly" and (alert.get("location") or {}).get("area"):
                 emit(operators[1].on_event(alert, ts_ms), ts_ms)
@@ -391,19 +391,17 @@ def plain(name: str, topics: dict[str, str], group_id: str) -> None:
 
 # ------------------------------------------------------------------------------------ throughput
 
-def job_args(spec: dict, topics: dict[str, str], rules: str, group: str, delivery: str, bounded: bool) -> list[str]:
+def job_args(spec: dict, topics: dict[str, str], rules: str, group: str, delivery: str, bounded: bool,
+             alerts: str) -> list[str]:
     args = [str(ROOT / spec["script"]), "--tenants", ",".join(spec["tenants"]), "--rules-topic", rules,
-            "--group-id", group, "--delivery", delivery, "--run-id", group[-12:]]
+            "--group-id", group, "--delivery", delivery, "--run-id", group[-12:], "--alert-topic", alerts]
     for declared, actual in topics.items():
         args += ["--topic", f"{declared}={actual}"]
     return args + (["--bounded"] if bounded else [])
 
 
 def throughput(settings, name: str, sizes: tuple[int, int], run: str, rules: str) -> dict:
-    from impetus.topics import alert_topic
-
     spec = JOBS[name]
-    alert_topics = [alert_topic(t) for t in spec["tenants"]]
     log(f"{name}: generating {sizes[1]} events")
     data = documents(name, sizes[1])
     mode = job_mode(spec)
@@ -412,8 +410,9 @@ def throughput(settings, name: str, sizes: tuple[int, int], run: str, rules: str
         prefix = f"bench.{run}.{name}.{size}"
         topics = {declared: f"{prefix}.{declared}" for declared in data}
         sink = f"{prefix}.passthrough"
+        alerts = f"{prefix}.alerts"  # not alerts.<tenant>: benchmark alerts stay out of the tenants' history
         copies = {declared: f"{actual}.copies" for declared, actual in topics.items()}
-        names = [*topics.values(), *(f"{t}.dlq" for t in topics.values()), *copies.values(), sink]
+        names = [*topics.values(), *(f"{t}.dlq" for t in topics.values()), *copies.values(), sink, alerts]
         create_topics(settings, names)
         try:
             share = {declared: docs[:round(size * len(docs) / sizes[1])] for declared, docs in data.items()}
@@ -424,19 +423,20 @@ def throughput(settings, name: str, sizes: tuple[int, int], run: str, rules: str
             variants = {
                 "passthrough": [str(SCRIPT), "--passthrough", ",".join(copies.values()), "--sink", sink,
                                 "--group-id", f"{prefix}.pt"],
-                "flink": job_args(spec, topics, rules, f"{prefix}.job-{uuid.uuid4().hex[:6]}", "at-least-once", True),
+                "flink": job_args(spec, topics, rules, f"{prefix}.job-{uuid.uuid4().hex[:6]}", "at-least-once", True,
+                                  alerts),
                 "plain": [str(SCRIPT), "--plain", name, "--topics", ",".join(f"{d}={a}" for d, a in topics.items()),
-                          "--group-id", f"{prefix}.plain"],
+                          "--group-id", f"{prefix}.plain", "--alert-topic", alerts],
             }
             if mode == "thread":
                 variants["flink_process"] = job_args(spec, topics, rules, f"{prefix}.proc-{uuid.uuid4().hex[:6]}",
-                                                     "at-least-once", True)
+                                                     "at-least-once", True, alerts)
             for variant, args in variants.items():
-                before = written(settings, alert_topics + ([sink] if variant == "passthrough" else []))
+                before = written(settings, [sink if variant == "passthrough" else alerts])
                 log(f"{name}: {variant} over {n} events ...")
                 figures = run_bounded(args, env={"IMPETUS_FLINK_PYTHON_MODE": "process"}
                                       if variant == "flink_process" else None)
-                figures["out"] = written(settings, alert_topics + ([sink] if variant == "passthrough" else [])) - before
+                figures["out"] = written(settings, [sink if variant == "passthrough" else alerts]) - before
                 figures["events"] = n * (PASSTHROUGH_REPEAT if variant == "passthrough" else 1)
                 result["runs"].setdefault(variant, {})[str(size)] = figures
                 log(f"{name}: {variant} n={figures['events']}: {figures['seconds']:.1f} s, "
@@ -455,7 +455,7 @@ def throughput(settings, name: str, sizes: tuple[int, int], run: str, rules: str
 # --------------------------------------------------------------------------------------- latency
 
 class AlertWatch:
-    """A separate process consuming ``alerts.<tenant>`` (read_committed) from its end now; :attr:`received` is
+    """A separate process consuming the run's alert topic (read_committed) from its end now; :attr:`received` is
     the time the alert answering each hit of ``probe`` first arrived. Its own process, so that the producer of
     the events (this process) does not delay the clock it reads."""
 
@@ -586,14 +586,14 @@ def latency(settings, name: str, run: str, rules: str, rates: list[float], secon
     spec, probe = JOBS[name], PROBES[name]
     tag = f"{run}-{'eo' if delivery == 'exactly-once' else 'alo'}-{uuid.uuid4().hex[:4]}"
     topics = {declared: f"bench.{run}.latency.{tag}.{n}" for n, (declared, _, _) in enumerate(spec["inputs"])}
-    created = [t for topic in topics.values() for t in (topic, f"{topic}.dlq")]
+    alerts = f"bench.{run}.latency.{tag}.alerts"  # not alerts.<tenant> (see throughput)
+    created = [t for topic in topics.values() for t in (topic, f"{topic}.dlq")] + [alerts]
     create_topics(settings, created)
-    alerts = f"alerts.{probe.tenant}"
     watch = AlertWatch(settings, alerts, probe)
     producer = make_producer(settings, linger_ms=0, acks=1)
     topic = topics[probe.input]
     log(f"latency ({delivery}): starting {spec['job']} unbounded")
-    process = start(job_args(spec, topics, rules, f"bench.{tag}", delivery, False))
+    process = start(job_args(spec, topics, rules, f"bench.{tag}", delivery, False, alerts))
     sampler = Sampler(process.pid)
     sampler.start()
     phases = []
@@ -846,6 +846,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--plain", choices=sorted(JOBS), help=argparse.SUPPRESS)
     p.add_argument("--topics", help=argparse.SUPPRESS)
     p.add_argument("--group-id", help=argparse.SUPPRESS)
+    p.add_argument("--alert-topic", help=argparse.SUPPRESS)
     return p
 
 
@@ -855,7 +856,7 @@ def main(argv=None) -> int:
         passthrough(args.passthrough.split(","), args.sink, args.group_id)
         return 0
     if args.plain:
-        plain(args.plain, dict(pair.split("=", 1) for pair in args.topics.split(",")), args.group_id)
+        plain(args.plain, dict(pair.split("=", 1) for pair in args.topics.split(",")), args.group_id, args.alert_topic)
         return 0
 
     from impetus.config import load_settings

@@ -45,6 +45,7 @@ class JobOptions:
     out_of_orderness_ms: int = 5000
     suppress_minutes: float = 15.0
     run_id: str = ""
+    alert_topic: str | None = None  # every alert to this topic instead of alerts.<tenant>
 
 
 def argument_parser(job: str, description: str, inputs: list[Input],
@@ -76,6 +77,9 @@ def argument_parser(job: str, description: str, inputs: list[Input],
                         help="repeats of an alert (same detector and entity) within this window are held back "
                              "and counted in one follow-up alert; 0 disables (default %(default)s)")
     parser.add_argument("--run-id", help="id of this run in jobs.accounting (default: random)")
+    parser.add_argument("--alert-topic", metavar="TOPIC",
+                        help="write every alert to TOPIC instead of alerts.<tenant>: for benchmarks and trial runs, "
+                             "whose alerts must not reach the security teams or the lake's history")
     return parser
 
 
@@ -100,7 +104,8 @@ def options_from(args, inputs: list[Input], settings) -> JobOptions:
         tenants=args.tenants.split(",") if args.tenants else tenants(settings), topics=topics, offsets=offsets,
         rules_topic=args.rules_topic, control_topic=args.control_topic or settings.control_topic,
         out_of_orderness_ms=int(args.out_of_orderness * 1000),
-        suppress_minutes=args.suppress_minutes, run_id=args.run_id or uuid.uuid4().hex[:12])
+        suppress_minutes=args.suppress_minutes, run_id=args.run_id or uuid.uuid4().hex[:12],
+        alert_topic=args.alert_topic)
 
 
 def intake_streams(env, settings, job: str, inputs: list[Input], options: JobOptions):
@@ -215,9 +220,14 @@ def stamped_now(stream):
 def sink_alerts(alerts, settings, job: str, options: JobOptions):
     from impetus.flink import kafka_sink
 
-    sink = kafka_sink(settings, topic_selector=lambda a: alert_topic(json.loads(a)["tenant"]),
-                      delivery=options.delivery, transactional_id_prefix=f"{job}-alerts")
-    stamped_now(alerts).sink_to(sink).name("kafka: alerts.<tenant>").uid("alerts-sink")
+    if options.alert_topic:
+        sink = kafka_sink(settings, topic=options.alert_topic, delivery=options.delivery,
+                          transactional_id_prefix=f"{job}-alerts")
+    else:
+        sink = kafka_sink(settings, topic_selector=lambda a: alert_topic(json.loads(a)["tenant"]),
+                          delivery=options.delivery, transactional_id_prefix=f"{job}-alerts")
+    # the same uid whichever topic: a run restored from a checkpoint keeps the sink's state
+    stamped_now(alerts).sink_to(sink).name(f"kafka: {options.alert_topic or 'alerts.<tenant>'}").uid("alerts-sink")
 
 
 def prepare(job: str, description: str, inputs: list[Input], argv=None, out_of_orderness_s: float = 5.0,

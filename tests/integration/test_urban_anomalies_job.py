@@ -90,3 +90,15 @@ def test_known_readings_give_exact_alerts_dead_letters_and_counts(scratch, tmp_p
     # nothing lost: the job's own count of this run, against what was sent and what the DLQ holds
     counts = scratch.accounting(run_id)
     assert counts == {"messages_in": 14, "processed": 10, "dead_lettered": 4, "late": 0, "reports": 1}
+
+
+def test_alert_topic_option_keeps_a_trial_runs_alerts_off_the_tenants_topic(scratch):
+    t = scratch.tenant
+    sent = [reading(t, "s1", 100.0, 0), reading(t, "s1", 3500.0, 1)]
+    scratch.produce([m for m, _ in sent], timestamps=[ts for _, ts in sent])
+    trial = scratch.source2  # a private topic of this test
+    run_script("jobs/streaming/urban_anomalies.py", "--bounded", "--topic", f"sensors.readings={scratch.source}",
+               "--tenants", t, "--group-id", f"test-{t}", "--rules-topic", scratch.rules, "--alert-topic", trial)
+
+    assert [(a["category"], a["entity"]["id"], a["tenant"]) for a in scratch.read(trial)] == [("threshold", "s1", t)]
+    assert scratch.read(scratch.alerts) == []
