@@ -15,6 +15,8 @@ by the tests and the benchmark:
   camera), shaded like people: a person the people detector misses (too small, partly hidden) is not
   shown while they move. Until a camera's background is known (its first frame) all of it counts as
   moving, so that frame is shaded whole;
+- :func:`body_of`: the body under a face found outside every person and moving region, shaded like a
+  person: someone both detectors miss is still not shown when their face is found;
 - :func:`anonymise`: every person shaded (an opaque rectangle: people are shown only as shapes),
   every face blurred beyond recognition (also outside a person box); then the face detector is
   run again on the result, more sensitively, and whatever it still finds is blurred too. Nothing
@@ -53,6 +55,9 @@ FACE_BLOCKS = 3
 # moving regions are found on frames scaled to this width; smaller ones (pixels at that width) are noise
 MOTION_WIDTH = 384
 MOTION_MIN_AREA = 60
+# a body under a face: a standing adult is about 7.5 heads tall and 3 faces wide (shoulders, arms)
+BODY_HEIGHT_IN_FACES = 7.5
+BODY_WIDTH_IN_FACES = 3.0
 # background models kept per worker (one per camera, about 11 MB each at MOTION_WIDTH; past this
 # many, the least recently seen camera's is dropped and learned again when it sends a frame)
 MOTION_CAMERAS = 32
@@ -111,6 +116,20 @@ def _rescaled(frame, scale: float):
 def _box_back(x, y, w, h, score: float, scale: float) -> Box:
     """A box found on a frame resized by ``scale``, in the original frame's pixels."""
     return Box(round(x / scale), round(y / scale), round(w / scale), round(h / scale), float(score))
+
+
+def body_of(face: Box) -> Box:
+    """The region a person whose face is ``face`` probably takes up below and around it (standing, upright):
+    shaded like a person box, so that someone the people detector misses but whose face is found is
+    not shown either, still or not. Not clipped to the frame (the shading clips)."""
+    width = round(face.w * BODY_WIDTH_IN_FACES)
+    return Box(face.x + face.w // 2 - width // 2, face.y - face.h // 4, width,
+               round(face.h * BODY_HEIGHT_IN_FACES), face.score)
+
+
+def _centre_inside(box: Box, others: list[Box]) -> bool:
+    cx, cy = box.x + box.w / 2, box.y + box.h / 2
+    return any(o.x <= cx <= o.x + o.w and o.y <= cy <= o.y + o.h for o in others)
 
 
 def decode_frame(doc: dict, max_pixels: int = MAX_PIXELS):
@@ -372,6 +391,7 @@ def analyse_frame(doc: dict, people_detector: PeopleDetector | None = None,
     :mod:`impetus.evidence`), which only the private key opens. ``object_detectors``
     (:class:`impetus.detect.objects.ObjectDetector`) add their findings as ``objects``. With ``motion``,
     what moves in the camera's picture is shaded too (``moving_boxes``; counts stay the people detector's).
+    The body under a face found outside every person and moving region is shaded as well (:func:`body_of`).
 
     FrameRejected for a frame that cannot be analysed."""
     if people_detector is None or face_detector is None:
@@ -380,7 +400,9 @@ def analyse_frame(doc: dict, people_detector: PeopleDetector | None = None,
     people = people_detector.detect(frame)
     faces = face_detector.detect(frame)
     moving = [] if motion is None else motion.detect(f"{doc['tenant']}|{doc['camera_id']}", frame)
-    image, rechecked = anonymise(frame, people + moving, faces, face_detector)
+    # a face outside every person and moving region belongs to someone neither detector found: shade their body
+    bodies = [body_of(face) for face in faces if not _centre_inside(face, people + moving)]
+    image, rechecked = anonymise(frame, people + moving + bodies, faces, face_detector)
     height, width = frame.shape[:2]
     result = {key: value for key, value in doc.items() if key != "image"}
     result.update(width=width, height=height, people=len(people), faces=len(faces) + rechecked,

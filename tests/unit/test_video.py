@@ -113,6 +113,24 @@ def test_a_person_the_people_detector_misses_is_shaded_while_moving(detectors):
     assert "moving_boxes" in video.detection_record(analysed)
 
 
+def test_the_body_under_a_face_that_no_detector_took_for_a_person_is_shaded(detectors):
+    people_detector, face_detector = detectors
+    image = cv2.imread(IMAGES["grace_hopper.jpg"])    # a portrait: a face, and a person HOG does not find
+    faces, people = face_detector.detect(image), people_detector.detect(image)
+    assert len(faces) == 1 and people == []
+    face = faces[0]
+    # the shoulders and chest: from half a face below the chin, a quarter of a face high, as wide as the face
+    top = face.y + face.h + face.h // 2
+    region = (slice(top, top + face.h // 4), slice(face.x, face.x + face.w))
+    assert top + face.h // 4 <= image.shape[0]
+    analysed = video.analyse_frame(message(image), people_detector, face_detector)
+    published = cv2.imdecode(np.frombuffer(base64.b64decode(analysed["anonymised_jpeg"]), np.uint8), cv2.IMREAD_COLOR)
+    raw, patch = image[region].astype(float), published[region].astype(float)
+    assert raw.std() > 20                                   # uniform and medals, as received
+    assert abs(patch.mean() - 96) < 6 and patch.std() < 6   # only the flat shade in what is published
+    assert analysed["people"] == 0                          # counts stay the people detector's
+
+
 def test_a_cameras_first_frame_is_shaded_whole_and_a_still_scene_not_at_all():
     frame = clip_frames(1)[0]
     motion = video.MotionDetector(cameras=2)
