@@ -19,6 +19,19 @@ each one back unchanged to another topic. Every variant runs with the jobs' own 
 - ``table_pandas``: a Table API pandas (vectorised) function that returns its input: one call per
   Arrow batch.
 
+Then what the per-record work of a detector costs on the cheapest of those paths, and without Python:
+
+- ``table_detect``: a Table API Python function (``thread`` mode) doing the urban job's own work on each
+  reading: schema validation, the tenant check, thresholds, the baseline score and the silence deadline
+  (the per-sensor watch on empty state: no keyed state, nothing shuffled); returns the reading;
+- ``sql_json_format``: Flink SQL alone, the source parsing each reading once (``json`` format), a threshold
+  check, each reading written back as JSON;
+- ``sql_checks``: Flink SQL alone on the raw text: fields taken out with ``JSON_VALUE``, validity checks
+  (present, tenant pattern and length) and the threshold check;
+- ``sql_silence``: ``sql_checks`` and per-sensor state in SQL of the kind silent-sensor detection needs: a
+  session window per sensor (ends when a sensor falls quiet) and ``LAG`` over each sensor's readings (when it
+  speaks again), both to blackhole sinks.
+
 Rate = (N_big - N_small) / (T_big - T_small) over bounded runs, T = wall time of the run's process, so
 start-up cancels out; each pair is run ``--repeat`` times and every rate is kept (the machine is
 noisy: a few seconds of jitter per run). Peak memory as in bench/streaming.py. Figures are ratios
@@ -55,6 +68,10 @@ VARIANTS = {
     "table_udf": "Table API Python function, process mode",
     "table_udf_thread": "Table API Python function, thread mode",
     "table_pandas": "Table API pandas function",
+    "table_detect": "Table API Python function doing the urban job's per-reading work, thread mode",
+    "sql_checks": "Flink SQL only: fields out of the JSON, validity and threshold checks",
+    "sql_silence": "sql_checks + per-sensor silence state in SQL (session window, LAG)",
+    "sql_json_format": "Flink SQL only, the JSON parsed once by the source (json format), threshold check",
 }
 SIZES = {"full": (20_000, 400_000), "quick": (10_000, 100_000)}
 
@@ -66,7 +83,7 @@ def run_variant(variant: str, source: str, sink: str, group_id: str) -> None:
     from impetus.config import load_settings
 
     settings = load_settings()
-    if variant.startswith("table_"):
+    if variant.startswith(("table_", "sql_")):
         _table_job(settings, variant, source, sink, group_id)
     else:
         _datastream_job(settings, variant, source, sink, group_id)
@@ -121,7 +138,7 @@ def _table_job(settings, variant: str, source: str, sink: str, group_id: str) ->
 
     from impetus.flink import stream_environment
 
-    mode = "thread" if variant == "table_udf_thread" else "process"
+    mode = "thread" if variant in ("table_udf_thread", "table_detect") else "process"
     env = stream_environment(settings, f"bench_bridge_{variant}", restart=False, python_mode=mode,
                              delivery="at-least-once")
     tables = StreamTableEnvironment.create(env)
@@ -130,21 +147,109 @@ def _table_job(settings, variant: str, source: str, sink: str, group_id: str) ->
                        f"'properties.group.id' = '{group_id}', 'scan.startup.mode' = 'earliest-offset', "
                        "'scan.bounded.mode' = 'latest-offset')")
     tables.execute_sql(f"CREATE TABLE snk (v STRING) WITH ({kafka}, 'topic' = '{sink}')")
+    if variant.startswith("sql_"):
+        _sql_job(tables, kafka, variant, source, sink, group_id)
+        return
     if variant in ("table_udf", "table_udf_thread"):
         identity = udf(lambda text: text, result_type=DataTypes.STRING())
     elif variant == "table_pandas":
         identity = udf(lambda texts: texts, result_type=DataTypes.STRING(), func_type="pandas")
+    elif variant == "table_detect":
+        identity = udf(_urban_reading_work(settings), result_type=DataTypes.STRING())
     else:
         raise ValueError(variant)
     tables.create_temporary_function("pass_on", identity)
     tables.execute_sql("INSERT INTO snk SELECT pass_on(v) FROM src").wait()
 
 
+def _sql_job(tables, kafka: str, variant: str, source: str, sink: str, group_id: str) -> None:
+    if variant == "sql_json_format":
+        json_kafka = kafka.replace("'format' = 'raw'", "'format' = 'json'")
+        columns = ("tenant STRING, sensor_id STRING, kind STRING, `value` DOUBLE, unit STRING, event_time STRING, "
+                   "location ROW<area STRING, lat DOUBLE, lon DOUBLE>, source STRING")
+        tables.execute_sql(f"CREATE TABLE jsrc ({columns}) WITH ({json_kafka}, 'topic' = '{source}', "
+                           f"'properties.group.id' = '{group_id}', 'scan.startup.mode' = 'earliest-offset', "
+                           "'scan.bounded.mode' = 'latest-offset')")
+        tables.execute_sql(f"CREATE TABLE jsnk ({columns}, alert BOOLEAN) WITH ({json_kafka}, "
+                           f"'topic' = '{sink}')")
+        tables.execute_sql("INSERT INTO jsnk SELECT *, tenant IS NOT NULL AND `value` > 3000 FROM jsrc").wait()
+        return
+    tables.execute_sql(f"CREATE TABLE rsrc (v STRING, ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp', "
+                       "WATERMARK FOR ts AS ts - INTERVAL '10' MINUTE) "
+                       f"WITH ({kafka}, 'topic' = '{source}', 'properties.group.id' = '{group_id}', "
+                       "'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset')")
+    tables.execute_sql("""CREATE TEMPORARY VIEW readings AS SELECT v, ts,
+        JSON_VALUE(v, '$.tenant') AS tenant, JSON_VALUE(v, '$.sensor_id') AS sensor_id,
+        JSON_VALUE(v, '$.kind') AS kind, JSON_VALUE(v, '$.value' RETURNING DOUBLE) AS val,
+        JSON_VALUE(v, '$.event_time') AS event_time FROM rsrc""")
+    tables.execute_sql("""CREATE TEMPORARY VIEW checked AS SELECT *,
+        tenant IS NOT NULL AND REGEXP(tenant, '^[a-z0-9_-]+$') AND CHAR_LENGTH(tenant) <= 64
+        AND sensor_id IS NOT NULL AND kind IS NOT NULL AND val IS NOT NULL AND event_time IS NOT NULL AS ok
+        FROM readings""")
+    statements = tables.create_statement_set()
+    statements.add_insert_sql("INSERT INTO snk SELECT CASE WHEN ok AND val > 3000 THEN CONCAT('!', v) ELSE v END "
+                              "FROM checked")
+    if variant == "sql_silence":
+        tables.execute_sql("CREATE TABLE quiet (sensor_id STRING, last_ts TIMESTAMP(3)) "
+                           "WITH ('connector' = 'blackhole')")
+        tables.execute_sql("CREATE TABLE resumed (sensor_id STRING, ts TIMESTAMP_LTZ(3)) "
+                           "WITH ('connector' = 'blackhole')")
+        statements.add_insert_sql("""INSERT INTO quiet SELECT sensor_id, window_end FROM TABLE(
+            SESSION(TABLE checked PARTITION BY sensor_id, DESCRIPTOR(ts), INTERVAL '90' MINUTE))
+            GROUP BY sensor_id, window_start, window_end""")
+        statements.add_insert_sql("""INSERT INTO resumed SELECT sensor_id, ts FROM (
+            SELECT sensor_id, ts, LAG(ts) OVER (PARTITION BY sensor_id ORDER BY ts) AS previous FROM checked)
+            WHERE previous IS NULL OR previous < ts - INTERVAL '90' MINUTE""")
+    statements.execute().wait()
+
+
+def _urban_reading_work(settings):
+    """The urban job's work on one reading as one function of its text: validate, tenant check, thresholds,
+    baseline score, the silence deadline (the per-sensor watch on empty state); returns the text."""
+    sys.path.insert(0, str(ROOT / "jobs" / "streaming"))
+    from urban_anomalies import load_baseline
+
+    from impetus.detect.streams import SensorWatch
+    from impetus.rules import RuleBook, defaults_from, rule_kinds
+    from impetus.schemas import check_payload
+    from impetus.topics import tenants
+
+    watch = SensorWatch(dict(settings.sensor_thresholds), load_baseline(settings))
+    book = RuleBook(None, defaults_from(rule_kinds(), ["urban_anomaly", "silent_sensor", "area_burst"]))
+    known = set(tenants(settings))
+
+    def work(text):
+        doc = check_payload("sensors.readings", text)
+        if doc["tenant"] in known:
+            watch.on_event(None, doc, book)
+        return text
+
+    return work
+
+
 # ------------------------------------------------------------------------------------------ runs
 
+def _readings(n: int) -> list[dict]:
+    """``n`` readings in event-time order. The recorded history holds fewer (about 340,000): copies of it
+    go before it, each moved back by whole weeks, so that hours of the week stay the same, no reading
+    arrives late (windows would drop late readings, and do less work) and none lies in the future (the
+    broker refuses records stamped more than an hour ahead)."""
+    from datetime import datetime, timedelta
+
+    docs = common.documents("urban", n)["sensors.readings"]
+    first, last = (datetime.fromisoformat(docs[i]["event_time"]) for i in (0, -1))
+    weeks = (last - first) // timedelta(weeks=1) + 1
+    copies = -(-n // len(docs))
+    out = []
+    for back in range(copies - 1, 0, -1):
+        shift = timedelta(weeks=weeks * back)
+        out.extend(dict(doc, event_time=(datetime.fromisoformat(doc["event_time"]) - shift).isoformat())
+                   for doc in docs)
+    return (out + docs)[-n:]
+
+
 def measure(settings, variants: list[str], sizes: tuple[int, int], repeat: int) -> dict:
-    docs = common.documents("urban", sizes[1])["sensors.readings"]
-    docs = (docs * (1 + sizes[1] // len(docs)))[:sizes[1]]  # the recorded history may hold fewer
+    docs = _readings(sizes[1])
     run = uuid.uuid4().hex[:8]
     topics = {size: f"bench.{run}.bridge.{size}" for size in sizes}
     sinks = [f"bench.{run}.bridge.out.{v}" for v in variants]
@@ -213,6 +318,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="smaller runs ({:,} and {:,} readings, one pair; default {:,} and {:,})".format(
                        *SIZES["quick"], *SIZES["full"]))
+    p.add_argument("--sizes", metavar="SMALL,BIG",
+                   help="the two run sizes in readings (the fast variants need a big one: their runs are otherwise "
+                        "mostly start-up)")
     p.add_argument("--repeat", type=int, help="pairs of runs per variant (default 2, --quick 1)")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of the variants "
                                                                   "(default: all, listed below)")
@@ -235,15 +343,23 @@ def main(argv=None) -> int:
 
     variants = common.choose(args.variants, VARIANTS, "--variants")
     mode = "quick" if args.quick else "full"
+    sizes = SIZES[mode]
+    if args.sizes:
+        try:
+            sizes = tuple(int(n) for n in args.sizes.split(","))
+        except ValueError:
+            sizes = ()
+        if len(sizes) != 2 or not 0 < sizes[0] < sizes[1]:
+            raise SystemExit(f"--sizes {args.sizes!r}: expected SMALL,BIG, two whole numbers with SMALL < BIG")
     repeat = args.repeat or (1 if args.quick else 2)
     out = args.out or ROOT / "bench" / "results" / f"bridge-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     settings = load_settings()
     results = {"command": " ".join(["bench/python_bridge.py", *(argv if argv is not None else sys.argv[1:])]),
-               "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "sizes": list(SIZES[mode]),
+               "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "sizes": list(sizes),
                "repeat": repeat, "machine": {"nproc": os.cpu_count(), "python": sys.version.split()[0]}}
     began = time.monotonic()
-    results["variants"] = measure(settings, variants, SIZES[mode], repeat)
+    results["variants"] = measure(settings, variants, sizes, repeat)
     results["seconds"] = time.monotonic() - began
     out.write_text(json.dumps(results, indent=2))
     print("\n" + table(results) + "\n", flush=True)

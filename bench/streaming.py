@@ -120,10 +120,12 @@ def produce(settings, topic: str, docs: list[dict]) -> None:
     from impetus.replay.producer import make_producer
 
     producer = make_producer(settings)
-    for doc in docs:
-        producer.send(topic, json.dumps(doc).encode("utf-8"), timestamp_ms=event_stamp(doc))
+    sent = [producer.send(topic, json.dumps(doc).encode("utf-8"), timestamp_ms=event_stamp(doc)) for doc in docs]
     producer.flush()
     producer.close()
+    failed = [future for future in sent if future.failed()]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(sent)} records were not written to {topic}: {failed[0].exception!r}")
 
 
 def create_topics(settings, names: list[str], compacted: tuple[str, ...] = ()) -> None:
