@@ -74,9 +74,11 @@ def stream_environment(settings: Settings, job_name: str, resume_from: str | Non
     # it by a call instead of being batched, serialised and sent to a worker process (several times
     # faster here: BENCHMARKS.md). Native extensions that hang on the JVM's threads (ONNX Runtime)
     # are called through impetus.embedded. The embedded interpreter does not know the virtual
-    # environment, so its packages are put on its path.
+    # environment (nor the files shipped with a job), so its packages and this checkout are put on its
+    # path: on a cluster, the TaskManagers are expected to have them at the same paths, as for
+    # python.executable.
     config.set_string("python.execution-mode", mode)
-    if embedded_here:
+    if mode == "thread":
         config.set_string("python.pythonpath", os.pathsep.join([*site.getsitepackages(), str(PACKAGE_DIR.parent)]))
     # In "process" mode PyFlink hands records to its Python workers in bundles and waits up to this
     # long to fill one (1 s by default): each Python operator on the path adds it to the latency.
@@ -97,11 +99,24 @@ def stream_environment(settings: Settings, job_name: str, resume_from: str | Non
         config.set_string("execution.target", "remote")
         config.set_string("rest.address", host)
         config.set_string("rest.port", port or "8081")
+        # a bounded run (no restarts) waits for the job's end and its result, as locally; an unbounded one is
+        # submitted and left to the cluster
+        config.set_string("execution.attached", "false" if restart else "true")
     else:
         # a small embedded cluster: the machine has 2 cores
         config.set_string("taskmanager.memory.process.size", "1600m")
         config.set_string("rest.bind-port", "0")
-    env = StreamExecutionEnvironment.get_execution_environment(config)
+    if settings.flink_jobmanager != "local":
+        # get_execution_environment() gives a local environment to a script started with python (only the
+        # `flink run` CLI sets a context one), whatever execution.target says; an environment made from the
+        # configuration itself submits to the cluster it names
+        from pyflink.java_gateway import get_gateway
+
+        java_env = get_gateway().jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment(
+            config._j_configuration)
+        env = StreamExecutionEnvironment(java_env)
+    else:
+        env = StreamExecutionEnvironment.get_execution_environment(config)
     env.set_parallelism(settings.flink_parallelism)
     if settings.flink_jobmanager != "local":
         env.add_python_file(str(PACKAGE_DIR))
