@@ -206,16 +206,12 @@ def _sql_job(tables, kafka: str, variant: str, source: str, sink: str, group_id:
 def _urban_reading_work(settings):
     """The urban job's work on one reading as one function of its text: validate, tenant check, thresholds,
     baseline score, the silence deadline (the per-sensor watch on empty state); returns the text."""
-    sys.path.insert(0, str(ROOT / "jobs" / "streaming"))
-    from urban_anomalies import load_baseline
-
-    from impetus.detect.streams import SensorWatch
-    from impetus.rules import RuleBook, defaults_from, rule_kinds
+    from impetus.rules import RuleBook
     from impetus.schemas import check_payload
     from impetus.topics import tenants
 
-    watch = SensorWatch(dict(settings.sensor_thresholds), load_baseline(settings))
-    book = RuleBook(None, defaults_from(rule_kinds(), ["urban_anomaly", "silent_sensor", "area_burst"]))
+    (watch, _), defaults = common.plain_logic("urban", settings)  # the per-sensor watch, as the job builds it
+    book = RuleBook(None, defaults)
     known = set(tenants(settings))
 
     def work(text):

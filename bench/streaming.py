@@ -557,7 +557,7 @@ def _web_flow(i: int, moment: float) -> dict:
 
 
 def _upload_flow(ip: str, moment: float) -> dict:
-    # 1.5 GB out to a drop server in an hour-long connection: the shape of the replay's exfiltration episodes
+    # 1.5 GB out to a drop server in a 25-minute connection: the shape of the replay's exfiltration episodes
     return {"tenant": "oslo", "event_time": _iso(moment), "src_ip": ip, "src_port": 50123, "dst_ip": "192.0.2.77",
             "dst_port": 443, "protocol": "tcp", "bytes_out": 1_500_000_000, "bytes_in": 3000,
             "packets": 1_050_000, "duration_ms": 1_500_000}

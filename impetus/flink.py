@@ -102,24 +102,20 @@ def stream_environment(settings: Settings, job_name: str, resume_from: str | Non
         # a bounded run (no restarts) waits for the job's end and its result, as locally; an unbounded one is
         # submitted and left to the cluster
         config.set_string("execution.attached", "false" if restart else "true")
-    else:
-        # a small embedded cluster: the machine has 2 cores
-        config.set_string("taskmanager.memory.process.size", "1600m")
-        config.set_string("rest.bind-port", "0")
-    if settings.flink_jobmanager != "local":
         # get_execution_environment() gives a local environment to a script started with python (only the
         # `flink run` CLI sets a context one), whatever execution.target says; an environment made from the
         # configuration itself submits to the cluster it names
         from pyflink.java_gateway import get_gateway
 
-        java_env = get_gateway().jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment(
-            config._j_configuration)
-        env = StreamExecutionEnvironment(java_env)
+        env = StreamExecutionEnvironment(get_gateway().jvm.org.apache.flink.streaming.api.environment
+                                         .StreamExecutionEnvironment(config._j_configuration))
+        env.add_python_file(str(PACKAGE_DIR))
     else:
+        # a small embedded cluster: the machine has 2 cores
+        config.set_string("taskmanager.memory.process.size", "1600m")
+        config.set_string("rest.bind-port", "0")
         env = StreamExecutionEnvironment.get_execution_environment(config)
     env.set_parallelism(settings.flink_parallelism)
-    if settings.flink_jobmanager != "local":
-        env.add_python_file(str(PACKAGE_DIR))
     return env
 
 

@@ -220,12 +220,9 @@ def stamped_now(stream):
 def sink_alerts(alerts, settings, job: str, options: JobOptions):
     from impetus.flink import kafka_sink
 
-    if options.alert_topic:
-        sink = kafka_sink(settings, topic=options.alert_topic, delivery=options.delivery,
-                          transactional_id_prefix=f"{job}-alerts")
-    else:
-        sink = kafka_sink(settings, topic_selector=lambda a: alert_topic(json.loads(a)["tenant"]),
-                          delivery=options.delivery, transactional_id_prefix=f"{job}-alerts")
+    by_tenant = None if options.alert_topic else (lambda a: alert_topic(json.loads(a)["tenant"]))
+    sink = kafka_sink(settings, topic=options.alert_topic, topic_selector=by_tenant, delivery=options.delivery,
+                      transactional_id_prefix=f"{job}-alerts")
     # the same uid whichever topic: a run restored from a checkpoint keeps the sink's state
     stamped_now(alerts).sink_to(sink).name(f"kafka: {options.alert_topic or 'alerts.<tenant>'}").uid("alerts-sink")
 
