@@ -59,11 +59,7 @@ def intake(job: str, source_topic: str, schema: str, known_tenants: list[str], p
         def process_element(self, value, ctx):
             self.metric_in.inc()
             try:
-                doc = check_payload(schema, value)
-                if doc["tenant"] not in tenants:
-                    raise PayloadRejected(f"unknown tenant {doc['tenant']!r} (no alert topic for it)")
-                if parse is not None:
-                    doc = parse(doc)
+                doc = admit(schema, tenants, parse, value)
             except ValueError as err:  # PayloadRejected and parse errors alike
                 self.metric_dead.inc()
                 yield dead_letters, dead_letter_json(source_topic, str(err), value, job)
@@ -75,6 +71,15 @@ def intake(job: str, source_topic: str, schema: str, known_tenants: list[str], p
                 yield doc, late, source_topic
 
     return Intake(), dead_letters
+
+
+def admit(schema: str, tenants: frozenset[str], parse, value) -> dict:
+    """The intake's check of one raw message: the valid document (enriched by ``parse``), or ValueError
+    (:class:`PayloadRejected` or the parser's) whose message is the dead letter's reason."""
+    doc = check_payload(schema, value)
+    if doc["tenant"] not in tenants:
+        raise PayloadRejected(f"unknown tenant {doc['tenant']!r} (no alert topic for it)")
+    return parse(doc) if parse is not None else doc
 
 
 def accounting(job: str, run_id: str):
@@ -194,8 +199,14 @@ def is_tally(text: str) -> bool:
 
 
 def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], defaults: dict[str, dict],
-             suppress_window_ms: int, out_of_orderness_ms: int):
+             suppress_window_ms: int, out_of_orderness_ms: int, intake_of=None):
     """A KeyedBroadcastProcessFunction running ``logic`` per key, with rules and suppression.
+
+    ``intake_of``: None, the input is ``(doc, late, source topic)`` from :func:`intake`; or
+    ``(source topic, schema, known tenants, parse, dead-letter OutputTag)``, the input is the raw messages of
+    that topic and the detector checks them itself as :func:`intake` does (dead letters to the tag, late
+    ones flagged): one Python operator per message instead of two, for a logic whose key needs nothing
+    of the document (the stream is keyed on the raw text).
 
     When a bounded input ends, Flink advances the watermark to the end of time and every
     pending timer fires. Timers up to the watermark the data itself implies (newest event
@@ -270,7 +281,16 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             yield  # a generator, like every PyFlink process method
 
         def process_element(self, value, ctx):
-            doc, late, topic = value
+            if intake_of is None:
+                doc, late, topic = value
+            else:
+                topic, schema, tenants, parse, dead_letters = intake_of
+                try:
+                    doc = admit(schema, tenants, parse, value)
+                except ValueError as err:
+                    yield dead_letters, dead_letter_json(topic, str(err), value, job)
+                    return
+                late = ctx.timestamp() is not None and ctx.timestamp() < ctx.timer_service().current_watermark()
             if topic is not None:
                 counted = self.tally.setdefault(topic, [0, 0])
                 counted[0] += 1
@@ -343,7 +363,8 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                 if deadline is not None:
                     ctx.timer_service().register_event_time_timer(deadline)
             if logic_state is None and not suppression:
-                self.state.clear()
+                if held:
+                    self.state.clear()
             else:
                 self.state.update({"logic": logic_state, "suppress": suppression, "timer": deadline})
             for alert in out:

@@ -117,26 +117,87 @@ def intake_streams(env, settings, job: str, inputs: list[Input], options: JobOpt
 
 def intake_each(env, settings, job: str, inputs: list[Input], options: JobOptions):
     """(validated docs of each input, in the order of ``inputs``; dead-letter streams), as :func:`intake_streams`."""
-    from impetus.flink import event_time, kafka_sink, kafka_source
     from impetus.operators import intake
 
     streams, dead = [], []
     for spec in inputs:
         topic = options.topics[spec.topic]
-        source = kafka_source(settings, topic, options.group_id, bounded=options.bounded,
-                              offsets=options.offsets.get(topic))
-        strategy = event_time(options.out_of_orderness_ms, idle_ms=None if options.bounded else 5000)
-        raw = env.from_source(source, strategy, f"kafka: {topic}")
         function, dead_letters = intake(job, topic, spec.schema, options.tenants, spec.parse)
-        valid = raw.process(function).name(f"validate {topic}").uid(f"validate-{spec.topic}")
-        letters = valid.get_side_output(dead_letters)
-        dead.append(letters)
-        dlq_sink = kafka_sink(settings, topic=dlq_topic(topic), delivery=options.delivery,
-                              transactional_id_prefix=f"{job}-{spec.topic}-dlq")
-        # stamped when rejected, so the DLQ's retention counts from then, not from the event's time
-        stamped_now(letters).sink_to(dlq_sink).name(f"kafka: {dlq_topic(topic)}").uid(f"dlq-{spec.topic}")
+        valid = _source(env, settings, spec, options).process(function).name(f"validate {topic}") \
+            .uid(f"validate-{spec.topic}")
+        dead.append(_dead_letters(settings, job, spec, options, valid.get_side_output(dead_letters)))
         streams.append(valid)
     return streams, dead
+
+
+def _source(env, settings, spec: Input, options: JobOptions):
+    """The raw messages of one input (strings), event-time stamped by their Kafka timestamps."""
+    from impetus.flink import event_time, kafka_source
+
+    topic = options.topics[spec.topic]
+    source = kafka_source(settings, topic, options.group_id, bounded=options.bounded,
+                          offsets=options.offsets.get(topic))
+    strategy = event_time(options.out_of_orderness_ms, idle_ms=None if options.bounded else 5000)
+    return env.from_source(source, strategy, f"kafka: {topic}")
+
+
+def _dead_letters(settings, job: str, spec: Input, options: JobOptions, letters):
+    """``letters`` (an intake's dead letters) wired to ``<topic>.dlq``; returns them for :func:`account`."""
+    from impetus.flink import kafka_sink
+
+    topic = options.topics[spec.topic]
+    dlq_sink = kafka_sink(settings, topic=dlq_topic(topic), delivery=options.delivery,
+                          transactional_id_prefix=f"{job}-{spec.topic}-dlq")
+    # stamped when rejected, so the DLQ's retention counts from then, not from the event's time
+    stamped_now(letters).sink_to(dlq_sink).name(f"kafka: {dlq_topic(topic)}").uid(f"dlq-{spec.topic}")
+    return letters
+
+
+def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions, rules, descriptor, name: str,
+               logic, initial_rules, defaults):
+    """Each input's raw messages straight into a detector that checks them itself (``intake_of`` of
+    :func:`impetus.operators.detector`), keyed by a hash of the message text, without suppression: for a
+    logic that keeps nothing per key (``logic.key`` is not used). Returns (alerts as JSON str, tallies,
+    dead-letter streams); the alerts still need :func:`suppressed`.
+    """
+    import zlib
+
+    from pyflink.common import Types
+    from pyflink.datastream import OutputTag
+
+    from impetus.flink import key_by
+    from impetus.operators import detector, is_tally
+
+    alerts, tallies, dead = [], [], []
+    for spec in inputs:
+        topic = options.topics[spec.topic]
+        dead_letters = OutputTag(f"dead-letters-{topic}", Types.STRING())
+        function = detector(job, logic, descriptor, initial_rules, defaults, 0, options.out_of_orderness_ms,
+                            intake_of=(topic, spec.schema, frozenset(options.tenants), spec.parse, dead_letters))
+        # a stable spread of the messages over the key groups (Python's own str hash differs per process)
+        out = (key_by(_source(env, settings, spec, options), lambda text: str(zlib.crc32(text.encode()) % 128),
+                      Types.STRING())
+               .connect(rules)
+               .process(function, output_type=Types.STRING())
+               .name(f"{name}: {topic}").uid(f"{name}-{spec.topic}".replace(" ", "-")))
+        dead.append(_dead_letters(settings, job, spec, options, out.get_side_output(dead_letters)))
+        alerts.append(out.filter(lambda text: not is_tally(text)).name(f"{name}: {topic}: alerts"))
+        tallies.append(out.filter(is_tally)
+                       .map(lambda text: tuple(json.loads(text)), output_type=Types.PICKLED_BYTE_ARRAY())
+                       .name(f"{name}: {topic}: tallies"))
+    return _union(alerts), _union(tallies), dead
+
+
+def suppressed(alerts, rules, descriptor, job: str, options: JobOptions, initial_rules, defaults):
+    """Alerts (JSON str) through suppression alone (:class:`impetus.detect.streams.AlertGate`)."""
+    from pyflink.common import Types
+
+    from impetus.detect.streams import AlertGate
+
+    docs = alerts.map(lambda text: (json.loads(text), False, None), output_type=Types.PICKLED_BYTE_ARRAY()) \
+        .name("alerts to suppress")
+    out, _ = detect(docs, rules, descriptor, job, "suppression", AlertGate(), options, initial_rules, defaults)
+    return out
 
 
 def score_in_batches(stream, rules, descriptor, job: str, name: str, logic, batch_size: int, max_wait_ms: int):
@@ -144,9 +205,10 @@ def score_in_batches(stream, rules, descriptor, job: str, name: str, logic, batc
     documents (:func:`impetus.operators.batch_scorer`); the same records come out, scored."""
     from pyflink.common import Types
 
+    from impetus.flink import key_by
     from impetus.operators import batch_scorer
 
-    return (stream.key_by(lambda value: logic.key(value[0]), key_type=Types.STRING())
+    return (key_by(stream, lambda value: logic.key(value[0]), Types.STRING())
             .connect(rules)
             .process(batch_scorer(job, logic, descriptor, batch_size, max_wait_ms),
                      output_type=Types.PICKLED_BYTE_ARRAY())
@@ -163,11 +225,12 @@ def detect(stream, rules, descriptor, job: str, name: str, logic, options: JobOp
     Returns (alerts as JSON str, tallies of processed messages for :func:`account`)."""
     from pyflink.common import Types
 
+    from impetus.flink import key_by
     from impetus.operators import detector, is_tally
 
     function = detector(job, logic, descriptor, initial_rules, defaults,
                         int(options.suppress_minutes * 60_000), options.out_of_orderness_ms)
-    out = (stream.key_by(lambda value: logic.key(value[0]), key_type=Types.STRING())
+    out = (key_by(stream, lambda value: logic.key(value[0]), Types.STRING())
            .connect(rules)
            .process(function, output_type=Types.STRING())
            .name(name).uid(name.replace(" ", "-")))

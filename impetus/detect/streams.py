@@ -311,6 +311,29 @@ class PostWatch:
         return None
 
 
+class AlertGate:
+    """Suppression only: per alerted entity, the alerts of a detector stage that did not suppress its own.
+
+    Passes every alert on; the operator holding it suppresses repeats per (detector, entity) as
+    it does for every logic (:mod:`impetus.detect.suppression`). Keyed by the entity, so every repeat of
+    a pair meets the same suppression state.
+    """
+
+    @staticmethod
+    def key(alert: dict) -> str:
+        return f"{alert['tenant']}|{alert['entity']['type']}|{alert['entity']['id']}"
+
+    def on_event(self, state, alert, book, ts_ms=None):
+        return None, [alert]
+
+    def on_timer(self, state, ts_ms, book, end_of_input=False):
+        return None, []
+
+    @staticmethod
+    def deadline(state):
+        return None
+
+
 def syslog_event(doc: dict) -> dict:
     """Intake parser for ``security.syslog``: the document with its parsed ``security_event``.
 

@@ -17,7 +17,7 @@ go to ``jobs.accounting``. Rules on the ``rules`` topic apply without a restart.
 
 from __future__ import annotations
 
-from impetus.streaming import Input, account, detect, intake_streams, run_job, sink_alerts
+from impetus.streaming import Input, account, detect_raw, run_job, sink_alerts, suppressed
 
 JOB_NAME = "text_intelligence"
 INPUTS = [Input("social.posts", "social.posts"), Input("cti.posts", "cti.posts")]
@@ -27,15 +27,20 @@ PYTHON_MODE = "thread"
 
 
 def build(env, settings, options, rules, descriptor, initial_rules):
-    """Wire intake (both topics) -> per-tenant post watch -> alert sinks onto ``env``."""
+    """Wire each topic's posts -> post watch (checks and analyses each post) -> suppression per post ->
+    alert sinks onto ``env``.
+
+    Nothing is kept per post, so the watch takes the raw messages (one Python call per post) and only
+    its alerts are keyed, by post, for suppression.
+    """
     from impetus.detect.streams import PostWatch
     from impetus.rules import defaults_from, rule_kinds
 
     defaults = defaults_from(rule_kinds(), ["threat_language"])
-    posts, dead_letters = intake_streams(env, settings, JOB_NAME, INPUTS, options)
-    alerts, tallies = detect(posts, rules, descriptor, JOB_NAME, "post watch", PostWatch(), options,
-                             initial_rules, defaults)
-    sink_alerts(alerts, settings, JOB_NAME, options)
+    alerts, tallies, dead_letters = detect_raw(env, settings, JOB_NAME, INPUTS, options, rules, descriptor,
+                                               "post watch", PostWatch(), initial_rules, defaults)
+    sink_alerts(suppressed(alerts, rules, descriptor, JOB_NAME, options, initial_rules, defaults),
+                settings, JOB_NAME, options)
     account(settings, JOB_NAME, options, [tallies], dead_letters)
 
 
