@@ -18,18 +18,21 @@
 
 A logic object provides ``key(doc) -> str``, ``on_event(state, doc, book, ts_ms) ->
 (state, alerts)``, ``on_timer(state, ts_ms, book, end_of_input) -> (state, alerts)``
-and ``deadline(state) -> int | None`` (event time of the next timer it needs).
+and ``deadline(state) -> int | None`` (event time of the next timer it needs). One that keeps
+nothing per key says so with ``STATELESS = True``: without suppression its operator then never reads state.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 from impetus.dlq import dead_letter_json
 from impetus.embedded import on_python_thread
 from impetus.schemas import PayloadRejected, check_payload
 
 ACCOUNTING_EVERY_S = 5.0
+WATERMARK_REFRESH_S = 0.05
 # first element of a detector's tally records
 TALLY = "tally"
 # Flink's watermark at the end of a bounded input (Long.MAX_VALUE)
@@ -55,22 +58,47 @@ def intake(job: str, source_topic: str, schema: str, known_tenants: list[str], p
             self.metric_in = metrics.counter("messages_in")
             self.metric_dead = metrics.counter("messages_dead_lettered")
             self.metric_late = metrics.counter("messages_late")
+            self.is_late = LateCheck()
+            self.uncounted, self.counted_at = 0, time.monotonic()
 
         def process_element(self, value, ctx):
-            self.metric_in.inc()
+            # the messages_in metric is brought up to date about once a second, not with a call per message
+            self.uncounted += 1
+            if self.uncounted >= 10_000 or time.monotonic() - self.counted_at >= 1.0:
+                self.metric_in.inc(self.uncounted)
+                self.uncounted, self.counted_at = 0, time.monotonic()
             try:
                 doc = admit(schema, tenants, parse, value)
             except ValueError as err:  # PayloadRejected and parse errors alike
                 self.metric_dead.inc()
                 yield dead_letters, dead_letter_json(source_topic, str(err), value, job)
             else:
-                stamp = ctx.timestamp()
-                late = stamp is not None and stamp < ctx.timer_service().current_watermark()
+                late = self.is_late(ctx.timestamp(), ctx)
                 if late:
                     self.metric_late.inc()
                 yield doc, late, source_topic
 
     return Intake(), dead_letters
+
+
+class LateCheck:
+    """Whether a record is behind the watermark, asking Flink for the watermark at most every
+    ``WATERMARK_REFRESH_S`` (each question is a call out of Python, which in ``thread`` mode costs more than
+    the check itself). A record older than the watermark last seen is late at once; a newer one is judged
+    against a watermark at most that old, which the source itself only advances every 200 ms."""
+
+    def __init__(self):
+        self.watermark = None
+        self.asked_at = float("-inf")
+
+    def __call__(self, stamp, ctx) -> bool:
+        if stamp is None:
+            return False
+        if self.watermark is None or stamp >= self.watermark:
+            now = time.monotonic()
+            if now - self.asked_at >= WATERMARK_REFRESH_S:
+                self.watermark, self.asked_at = ctx.timer_service().current_watermark(), now
+        return stamp < self.watermark
 
 
 def admit(schema: str, tenants: frozenset[str], parse, value) -> dict:
@@ -226,6 +254,8 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
     from impetus.detect.suppression import close_windows, next_deadline, suppress_step
     from impetus.rules import RuleBook, check_rule
 
+    stateless = getattr(logic, "STATELESS", False) and suppress_window_ms <= 0
+
     class Detector(KeyedBroadcastProcessFunction):
         def open(self, runtime_context):
             self.state = runtime_context.get_state(ValueStateDescriptor("detector", Types.PICKLED_BYTE_ARRAY()))
@@ -242,6 +272,7 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             self.tallied_at = 0.0
             self.final_sent = False
             self.armed = False  # the end-of-input timer is registered (this start of the instance)
+            self.is_late = LateCheck()
 
         def _rules(self, ctx) -> RuleBook:
             # Rebuilt once per task start: the snapshot taken at submission, then what the
@@ -281,6 +312,7 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             yield  # a generator, like every PyFlink process method
 
         def process_element(self, value, ctx):
+            stamp = ctx.timestamp()
             if intake_of is None:
                 doc, late, topic = value
             else:
@@ -290,16 +322,16 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                 except ValueError as err:
                     yield dead_letters, dead_letter_json(topic, str(err), value, job)
                     return
-                late = ctx.timestamp() is not None and ctx.timestamp() < ctx.timer_service().current_watermark()
+                late = self.is_late(stamp, ctx)
             if topic is not None:
                 counted = self.tally.setdefault(topic, [0, 0])
                 counted[0] += 1
                 counted[1] += bool(late)
-            stamp = ctx.timestamp()
             if stamp is not None and (self.newest is None or stamp > self.newest):
                 self.newest = stamp
             book = self._rules(ctx)
-            held = self.state.value() or {}
+            # a logic that keeps nothing, without suppression, never has state to read (one call less per event)
+            held = {} if stateless else (self.state.value() or {})
             logic_state, alerts = logic.on_event(held.get("logic"), doc, book, stamp)
             if late:
                 for alert in alerts:
@@ -313,8 +345,8 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                     # the tallies to one report.
                     ctx.timer_service().register_event_time_timer(END_OF_INPUT - 1)
                     self.armed = True
-                now = ctx.timer_service().current_processing_time()
-                if now - self.tallied_at >= 1000:
+                now = time.monotonic()
+                if now - self.tallied_at >= 1.0:
                     self.tallied_at = now
                     yield from self._tallies()
             yield from self._emit(ctx, held, logic_state, alerts)
@@ -356,17 +388,19 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                 # a logic that asks again for the moment that just fired would loop forever
                 raise RuntimeError(f"{job}: {type(logic).__name__} asked for a timer at {deadline}, "
                                    f"not after the one that fired at {fired_at}")
+            # Timers are kept, not moved: each call into Flink costs a thread-mode detector far more than the
+            # Python around it, and a silence deadline moves on with every reading. The earliest timer
+            # registered stays; when it fires before anything is due, the logic finds nothing and the next
+            # deadline is registered then. A timer left behind by a cleared key fires the same way.
             timer = held.get("timer")
-            if timer != deadline:
-                if timer is not None:
-                    ctx.timer_service().delete_event_time_timer(timer)
-                if deadline is not None:
-                    ctx.timer_service().register_event_time_timer(deadline)
+            if deadline is not None and (timer is None or deadline < timer):
+                ctx.timer_service().register_event_time_timer(deadline)
+                timer = deadline
             if logic_state is None and not suppression:
                 if held:
                     self.state.clear()
             else:
-                self.state.update({"logic": logic_state, "suppress": suppression, "timer": deadline})
+                self.state.update({"logic": logic_state, "suppress": suppression, "timer": timer})
             for alert in out:
                 self.metric_alerts.inc()
                 yield json.dumps(alert, ensure_ascii=False)

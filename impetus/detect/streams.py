@@ -266,6 +266,9 @@ class PostWatch:
     before any rule is published; investigations and watched assets exist only as rules.
     """
 
+    # nothing is kept per post: the operator need not read state for it (impetus.operators.detector)
+    STATELESS = True
+
     def __init__(self):
         self.compiled = {}  # tenant -> (rules signature, CompiledRules)
 
