@@ -255,6 +255,7 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
     from impetus.rules import RuleBook, check_rule
 
     stateless = getattr(logic, "STATELESS", False) and suppress_window_ms <= 0
+    raw_topic, raw_schema, raw_tenants, raw_parse, raw_dead_letters = intake_of or (None,) * 5
 
     class Detector(KeyedBroadcastProcessFunction):
         def open(self, runtime_context):
@@ -316,11 +317,11 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             if intake_of is None:
                 doc, late, topic = value
             else:
-                topic, schema, tenants, parse, dead_letters = intake_of
+                topic = raw_topic
                 try:
-                    doc = admit(schema, tenants, parse, value)
+                    doc = admit(raw_schema, raw_tenants, raw_parse, value)
                 except ValueError as err:
-                    yield dead_letters, dead_letter_json(topic, str(err), value, job)
+                    yield raw_dead_letters, dead_letter_json(topic, str(err), value, job)
                     return
                 late = self.is_late(stamp, ctx)
             if topic is not None:

@@ -166,7 +166,7 @@ def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions
     from pyflink.datastream import OutputTag
 
     from impetus.flink import key_by
-    from impetus.operators import detector, is_tally
+    from impetus.operators import detector
 
     alerts, tallies, dead = [], [], []
     for spec in inputs:
@@ -181,10 +181,9 @@ def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions
                .process(function, output_type=Types.STRING())
                .name(f"{name}: {topic}").uid(f"{name}-{spec.topic}".replace(" ", "-")))
         dead.append(_dead_letters(settings, job, spec, options, out.get_side_output(dead_letters)))
-        alerts.append(out.filter(lambda text: not is_tally(text)).name(f"{name}: {topic}: alerts"))
-        tallies.append(out.filter(is_tally)
-                       .map(lambda text: tuple(json.loads(text)), output_type=Types.PICKLED_BYTE_ARRAY())
-                       .name(f"{name}: {topic}: tallies"))
+        found, counted = _alerts_and_tallies(out, f"{name}: {topic}")
+        alerts.append(found)
+        tallies.append(counted)
     return _union(alerts), _union(tallies), dead
 
 
@@ -226,7 +225,7 @@ def detect(stream, rules, descriptor, job: str, name: str, logic, options: JobOp
     from pyflink.common import Types
 
     from impetus.flink import key_by
-    from impetus.operators import detector, is_tally
+    from impetus.operators import detector
 
     function = detector(job, logic, descriptor, initial_rules, defaults,
                         int(options.suppress_minutes * 60_000), options.out_of_orderness_ms)
@@ -234,6 +233,15 @@ def detect(stream, rules, descriptor, job: str, name: str, logic, options: JobOp
            .connect(rules)
            .process(function, output_type=Types.STRING())
            .name(name).uid(name.replace(" ", "-")))
+    return _alerts_and_tallies(out, name)
+
+
+def _alerts_and_tallies(out, name: str):
+    """A detector's output split: (alerts as JSON str, tallies as tuples for :func:`account`)."""
+    from pyflink.common import Types
+
+    from impetus.operators import is_tally
+
     alerts = out.filter(lambda text: not is_tally(text)).name(f"{name}: alerts")
     tallies = (out.filter(is_tally)
                .map(lambda text: tuple(json.loads(text)), output_type=Types.PICKLED_BYTE_ARRAY())
