@@ -44,13 +44,19 @@ $(VENV)/.synced: requirements.lock setup.cfg pyproject.toml
 	@PYTHON=$(PYTHON) infra/scripts/python-env.sh
 	@touch $@
 
-jars: $(JARS)/.fetched
+# impetus's own Flink functions (keys computed in the JVM), compiled against the environment's PyFlink
+FLINK_FUNCTIONS := $(JARS)/flink/impetus-flink-functions.jar
+jars: $(JARS)/.fetched $(FLINK_FUNCTIONS)
 $(JARS)/.fetched: infra/jvm/pom.xml $(wildcard infra/jvm/*/pom.xml) $(MAVEN_SETTINGS)
 	@echo "fetching JVM jars from Maven Central into $(JARS)/ (Kafka broker, Flink Kafka connector, Spark Kafka + Delta)"
 	@mvn -q -B -Dstyle.color=never -s $(MAVEN_SETTINGS) -f infra/jvm/pom.xml package -Djars.dir=$(CURDIR)/$(JARS) \
 	  || { echo "error: fetching jars with Maven failed (see above). Check that Maven Central is reachable," \
 	       "or point MAVEN_SETTINGS at a settings.xml with your repository proxy." >&2; exit 1; }
 	@touch $@
+
+$(FLINK_FUNCTIONS): $(JARS)/.fetched $(shell find infra/jvm/flink-functions/src -name '*.java') infra/scripts/flink-functions.sh \
+		$(VENV)/.synced
+	@infra/scripts/flink-functions.sh $@
 
 demo: setup
 	$(BIN)/impetus demo

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
-from impetus.config import PACKAGE_DIR, Settings
+from impetus.config import PACKAGE_DIR, ConfigError, Settings
 
 DELIVERY_MODES = ("exactly-once", "at-least-once")
 # Transactions must outlive the longest checkpoint gap plus a restart, and stay below the
@@ -149,6 +149,55 @@ def key_by(stream, key_selector, key_type):
     keyed = gateway.jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils.reinterpretAsKeyedStream(
         paired._j_data_stream, gateway.jvm.KeyByKeySelector(), Types.ROW([key_type]).get_java_type_info())
     return KeyedStream(keyed, value_type, stream)
+
+
+FUNCTIONS_JAR = "impetus-flink-functions.jar"
+
+
+def jvm_key(settings: Settings, fields: list[str] | tuple[str, ...] | None = None, buckets: int = 128):
+    """A JVM function pairing each raw message with its key (``Row(key, message)``), for :func:`key_in_jvm`.
+
+    ``fields``: the JSON document's fields (dotted paths allowed) joined by ``|``, e.g. ``tenant|sensor_id|kind``
+    (the key impetus.detect.streams computes in Python); a message that is not JSON or lacks a field gets
+    empty parts (the checks downstream dead-letter it). None: a stable hash of the text modulo ``buckets``,
+    for a function that keeps nothing per message. Both are impetus's own Flink functions
+    (infra/jvm/flink-functions), built by ``make jars``.
+    """
+    from pyflink.java_gateway import get_gateway
+    from pyflink.util.java_utils import add_jars_to_context_class_loader
+
+    jar = settings.jars_dir / "flink" / FUNCTIONS_JAR
+    if not jar.is_file():
+        raise ConfigError(f"{jar} is missing: impetus's own Flink functions are built by `make jars` "
+                          "(or `make setup`); it needs a JDK (javac)")
+    add_jars_to_context_class_loader([jar.as_uri()])
+    functions = get_gateway().jvm.io.impetus.flink
+    return functions.KeyByFields(",".join(fields)) if fields else functions.KeyByHash(buckets)
+
+
+def key_in_jvm(stream, function, name: str):
+    """``stream`` (str messages) keyed by the key ``function`` (:func:`jvm_key`) computes in the JVM.
+
+    The keyed stream's records are the messages themselves, as with ``stream.key_by(selector)``, but no
+    Python runs to key them: PyFlink's ``key_by`` calls a Python selector per record (on the upstream
+    operator's thread, which in ``thread`` mode takes the interpreter lock the keyed function needs too).
+    At parallelism 1 the pairs are declared keyed as they are (as :func:`key_by` does), else hashed to
+    their subtask by Flink.
+    """
+    from pyflink.common import Types
+    from pyflink.datastream import KeyedStream
+    from pyflink.java_gateway import get_gateway
+
+    gateway = get_gateway()
+    j_stream = stream._j_data_stream
+    key_info = Types.ROW([Types.STRING()]).get_java_type_info()
+    paired = j_stream.map(function, Types.ROW([Types.STRING(), Types.STRING()]).get_java_type_info()).name(name)
+    if j_stream.getParallelism() == 1 and j_stream.getExecutionEnvironment().getParallelism() == 1:
+        keyed = gateway.jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils.reinterpretAsKeyedStream(
+            paired, gateway.jvm.KeyByKeySelector(), key_info)
+    else:
+        keyed = paired.keyBy(gateway.jvm.KeyByKeySelector(), key_info)
+    return KeyedStream(keyed, Types.STRING(), stream)
 
 
 def latest_checkpoint(settings: Settings, job_name: str) -> str | None:

@@ -154,32 +154,35 @@ def _dead_letters(settings, job: str, spec: Input, options: JobOptions, letters)
 
 
 def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions, rules, descriptor, name: str,
-               logic, initial_rules, defaults):
+               logic, initial_rules, defaults, key_fields: tuple[str, ...] | None = None):
     """Each input's raw messages straight into a detector that checks them itself (``intake_of`` of
-    :func:`impetus.operators.detector`), keyed by a hash of the message text, without suppression: for a
-    logic that keeps nothing per key (``logic.key`` is not used). Returns (alerts as JSON str, tallies,
-    dead-letter streams); the alerts still need :func:`suppressed`.
+    :func:`impetus.operators.detector`): one Python call per message. The messages are keyed in the JVM
+    (:func:`impetus.flink.key_in_jvm`), without a Python call: by ``key_fields`` of the JSON document (the
+    fields ``logic.key`` joins, e.g. ``("tenant", "sensor_id", "kind")``), with suppression as in
+    :func:`detect`; or, without ``key_fields``, by a hash of the message text and without suppression, for a
+    logic that keeps nothing per key (its alerts then go through :func:`suppressed`). Returns (alerts as JSON
+    str, tallies, dead-letter streams).
     """
-    import zlib
-
     from pyflink.common import Types
     from pyflink.datastream import OutputTag
 
-    from impetus.flink import key_by
+    from impetus.flink import jvm_key, key_in_jvm
     from impetus.operators import detector
 
+    suppress_ms = int(options.suppress_minutes * 60_000) if key_fields else 0
     alerts, tallies, dead = [], [], []
     for spec in inputs:
         topic = options.topics[spec.topic]
         dead_letters = OutputTag(f"dead-letters-{topic}", Types.STRING())
-        function = detector(job, logic, descriptor, initial_rules, defaults, 0, options.out_of_orderness_ms,
+        function = detector(job, logic, descriptor, initial_rules, defaults, suppress_ms, options.out_of_orderness_ms,
                             intake_of=(topic, spec.schema, frozenset(options.tenants), spec.parse, dead_letters))
-        # a stable spread of the messages over the key groups (Python's own str hash differs per process)
-        out = (key_by(_source(env, settings, spec, options), lambda text: str(zlib.crc32(text.encode()) % 128),
-                      Types.STRING())
-               .connect(rules)
+        keyed = key_in_jvm(_source(env, settings, spec, options), jvm_key(settings, key_fields),
+                           f"key {topic} by {'|'.join(key_fields) if key_fields else 'text hash'}")
+        out = (keyed.connect(rules)
                .process(function, output_type=Types.STRING())
-               .name(f"{name}: {topic}").uid(f"{name}-{spec.topic}".replace(" ", "-")))
+               # one input: the uid detect() gives a detector of that name, so that its state restores either way
+               .name(f"{name}: {topic}")
+               .uid((name if len(inputs) == 1 else f"{name}-{spec.topic}").replace(" ", "-")))
         dead.append(_dead_letters(settings, job, spec, options, out.get_side_output(dead_letters)))
         found, counted = _alerts_and_tallies(out, f"{name}: {topic}")
         alerts.append(found)

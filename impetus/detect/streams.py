@@ -43,9 +43,12 @@ class SensorWatch:
 
         self.baseline, _ = load_artefact(load_settings(), name, version)
 
+    # the key's fields, in order; the urban job computes the same key in the JVM from them (impetus.flink.jvm_key)
+    KEY_FIELDS = ("tenant", "sensor_id", "kind")
+
     @staticmethod
     def key(reading: dict) -> str:
-        return f"{reading['tenant']}|{reading['sensor_id']}|{reading['kind']}"
+        return "|".join(reading[name] for name in SensorWatch.KEY_FIELDS)
 
     def on_event(self, state, reading, book, ts_ms=None):
         tenant = reading["tenant"]

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# System tools impetus needs: Java 17+ (Kafka, Flink, Spark), Maven (fetches the jars),
+# System tools impetus needs: Java 17+ (Kafka, Flink, Spark) with its compiler (impetus's own Flink
+# functions, infra/jvm/flink-functions), Maven (fetches the jars),
 # kcat (an independent Kafka client for tests and operators), opencv-doc (the vtest.avi clip and
 # sample images the video replayer, demo and tests use). Installs what is missing
 # with apt-get when run as root; otherwise says what to install. Silent when all is there.
@@ -7,6 +8,7 @@ set -euo pipefail
 
 need=()
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
+command -v javac >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
 command -v kcat >/dev/null 2>&1 || need+=(kcat)
 [ -f /usr/share/doc/opencv-doc/examples/data/vtest.avi ] || need+=(opencv-doc)

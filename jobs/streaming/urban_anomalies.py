@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 
-from impetus.streaming import Input, account, detect, intake_streams, run_job, sink_alerts
+from impetus.streaming import Input, account, detect, detect_raw, run_job, sink_alerts
 
 JOB_NAME = "urban_anomalies"
 INPUTS = [Input("sensors.readings", "sensors.readings")]
@@ -50,7 +50,7 @@ def load_baseline(settings):
 
 
 def build(env, settings, options, rules, descriptor, initial_rules):
-    """Wire intake -> per-sensor watch -> per-area watch -> alert sinks onto ``env``."""
+    """Wire readings -> per-sensor watch (with the checks) -> per-area watch -> alert sinks onto ``env``."""
     from pyflink.common import Types
 
     from impetus.detect.streams import AreaWatch, SensorWatch
@@ -58,10 +58,11 @@ def build(env, settings, options, rules, descriptor, initial_rules):
 
     kinds = rule_kinds()
     defaults = defaults_from(kinds, ["urban_anomaly", "silent_sensor", "area_burst"])
-    readings, dead_letters = intake_streams(env, settings, JOB_NAME, INPUTS, options)
     watch = SensorWatch(dict(settings.sensor_thresholds), load_baseline(settings))
-    sensor_alerts, tallies = detect(readings, rules, descriptor, JOB_NAME, "sensor watch", watch, options,
-                                    initial_rules, defaults)
+    # each reading checked and watched in one Python call, keyed by its sensor in the JVM
+    sensor_alerts, tallies, dead_letters = detect_raw(env, settings, JOB_NAME, INPUTS, options, rules, descriptor,
+                                                      "sensor watch", watch, initial_rules, defaults,
+                                                      key_fields=SensorWatch.KEY_FIELDS)
     anomalies = (sensor_alerts.map(json.loads, output_type=Types.PICKLED_BYTE_ARRAY())
                  .filter(lambda alert: alert["category"] == "urban_anomaly"
                          and bool((alert.get("location") or {}).get("area")))
