@@ -154,15 +154,9 @@ def key_by(stream, key_selector, key_type):
 FUNCTIONS_JAR = "impetus-flink-functions.jar"
 
 
-def jvm_key(settings: Settings, fields: list[str] | tuple[str, ...] | None = None, buckets: int = 128):
-    """A JVM function pairing each raw message with its key (``Row(key, message)``), for :func:`key_in_jvm`.
-
-    ``fields``: the JSON document's fields (dotted paths allowed) joined by ``|``, e.g. ``tenant|sensor_id|kind``
-    (the key impetus.detect.streams computes in Python); a message that is not JSON or lacks a field gets
-    empty parts (the checks downstream dead-letter it). None: a stable hash of the text modulo ``buckets``,
-    for a function that keeps nothing per message. Both are impetus's own Flink functions
-    (infra/jvm/flink-functions), built by ``make jars``.
-    """
+def jvm_functions(settings: Settings):
+    """impetus's own Flink functions (infra/jvm/flink-functions, built by ``make jars``): the Java package
+    ``io.impetus.flink`` through Flink's gateway, its jar loaded into it (jobs ship it with pipeline.jars)."""
     from pyflink.java_gateway import get_gateway
     from pyflink.util.java_utils import add_jars_to_context_class_loader
 
@@ -171,8 +165,36 @@ def jvm_key(settings: Settings, fields: list[str] | tuple[str, ...] | None = Non
         raise ConfigError(f"{jar} is missing: impetus's own Flink functions are built by `make jars` "
                           "(or `make setup`); it needs a JDK (javac)")
     add_jars_to_context_class_loader([jar.as_uri()])
-    functions = get_gateway().jvm.io.impetus.flink
+    return get_gateway().jvm.io.impetus.flink
+
+
+def jvm_key(settings: Settings, fields: list[str] | tuple[str, ...] | None = None, buckets: int = 128):
+    """A JVM function pairing each raw message with its key (``Row(key, message)``), for :func:`key_in_jvm`.
+
+    ``fields``: the JSON document's fields (dotted paths allowed) joined by ``|``, e.g. ``tenant|sensor_id|kind``
+    (the key impetus.detect.streams computes in Python); a message that is not JSON or lacks a field gets
+    empty parts (the checks downstream dead-letter it). None: a stable hash of the text modulo ``buckets``,
+    for a function that keeps nothing per message.
+    """
+    functions = jvm_functions(settings)
     return functions.KeyByFields(",".join(fields)) if fields else functions.KeyByHash(buckets)
+
+
+def stamped_now(stream, settings: Settings):
+    """``stream`` with each record's timestamp set to the wall-clock time it passes, in the JVM.
+
+    Alerts, dead letters and accounting records are new facts: their Kafka timestamp (which
+    drives the topics' retention) is when they were raised; their event time is inside them. Records
+    emitted when a bounded input ends would otherwise carry Flink's end-of-time timestamp,
+    which the broker rejects. (A Python timestamp assigner would cost a Python call per record, on a
+    thread of its own in ``thread`` mode.)
+    """
+    from pyflink.datastream import DataStream
+    from pyflink.java_gateway import get_gateway
+
+    strategy = (get_gateway().jvm.org.apache.flink.api.common.eventtime.WatermarkStrategy.noWatermarks()
+                .withTimestampAssigner(jvm_functions(settings).StampedNow()))
+    return DataStream(stream._j_data_stream.assignTimestampsAndWatermarks(strategy).name("stamped now"))
 
 
 def key_in_jvm(stream, function, name: str):

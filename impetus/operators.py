@@ -227,14 +227,15 @@ def is_tally(text: str) -> bool:
 
 
 def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], defaults: dict[str, dict],
-             suppress_window_ms: int, out_of_orderness_ms: int, intake_of=None):
+             suppress_window_ms: int, out_of_orderness_ms: int, intake_of=None, decode=None):
     """A KeyedBroadcastProcessFunction running ``logic`` per key, with rules and suppression.
 
     ``intake_of``: None, the input is ``(doc, late, source topic)`` from :func:`intake`; or
     ``(source topic, schema, known tenants, parse, dead-letter OutputTag)``, the input is the raw messages of
     that topic and the detector checks them itself as :func:`intake` does (dead letters to the tag, late
-    ones flagged): one Python operator per message instead of two, for a logic whose key needs nothing
-    of the document (the stream is keyed on the raw text).
+    ones flagged): one Python operator per message instead of two (the stream keyed in the JVM, on the raw
+    text or fields of it: :func:`impetus.flink.key_in_jvm`). ``decode``: the input is text another stage
+    wrote (e.g. alerts as JSON), ``decode(text)`` gives ``(doc, late, source topic)``, or None to pass it by.
 
     When a bounded input ends, Flink advances the watermark to the end of time and every
     pending timer fires. Timers up to the watermark the data itself implies (newest event
@@ -313,6 +314,10 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             yield  # a generator, like every PyFlink process method
 
         def process_element(self, value, ctx):
+            if decode is not None:
+                value = decode(value)
+                if value is None:
+                    return
             stamp = ctx.timestamp()
             if intake_of is None:
                 doc, late, topic = value

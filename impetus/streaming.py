@@ -143,13 +143,13 @@ def _source(env, settings, spec: Input, options: JobOptions):
 
 def _dead_letters(settings, job: str, spec: Input, options: JobOptions, letters):
     """``letters`` (an intake's dead letters) wired to ``<topic>.dlq``; returns them for :func:`account`."""
-    from impetus.flink import kafka_sink
+    from impetus.flink import kafka_sink, stamped_now
 
     topic = options.topics[spec.topic]
     dlq_sink = kafka_sink(settings, topic=dlq_topic(topic), delivery=options.delivery,
                           transactional_id_prefix=f"{job}-{spec.topic}-dlq")
     # stamped when rejected, so the DLQ's retention counts from then, not from the event's time
-    stamped_now(letters).sink_to(dlq_sink).name(f"kafka: {dlq_topic(topic)}").uid(f"dlq-{spec.topic}")
+    stamped_now(letters, settings).sink_to(dlq_sink).name(f"kafka: {dlq_topic(topic)}").uid(f"dlq-{spec.topic}")
     return letters
 
 
@@ -190,16 +190,39 @@ def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions
     return _union(alerts), _union(tallies), dead
 
 
-def suppressed(alerts, rules, descriptor, job: str, options: JobOptions, initial_rules, defaults):
+def suppressed(alerts, settings, rules, descriptor, job: str, options: JobOptions, initial_rules, defaults):
     """Alerts (JSON str) through suppression alone (:class:`impetus.detect.streams.AlertGate`)."""
-    from pyflink.common import Types
-
     from impetus.detect.streams import AlertGate
 
-    docs = alerts.map(lambda text: (json.loads(text), False, None), output_type=Types.PICKLED_BYTE_ARRAY()) \
-        .name("alerts to suppress")
-    out, _ = detect(docs, rules, descriptor, job, "suppression", AlertGate(), options, initial_rules, defaults)
+    out, _ = detect_json(alerts, settings, rules, descriptor, job, "suppression", AlertGate(), options, initial_rules,
+                         defaults)
     return out
+
+
+def detect_json(stream, settings, rules, descriptor, job: str, name: str, logic, options: JobOptions, initial_rules,
+                defaults):
+    """``stream`` of JSON documents written by another stage (e.g. alerts) through a detector, keyed in the JVM by
+    ``logic.KEY_FIELDS`` (:func:`impetus.flink.key_in_jvm`, no Python call to key them) and decoded by
+    ``logic.decode(text)`` (``(doc, late, source topic)``, or None to pass a document by), else ``json.loads``.
+
+    Returns (alerts as JSON str, tallies), as :func:`detect`."""
+    from pyflink.common import Types
+
+    from impetus.flink import jvm_key, key_in_jvm
+    from impetus.operators import detector
+
+    decode = getattr(logic, "decode", None) or _json_document
+    function = detector(job, logic, descriptor, initial_rules, defaults, int(options.suppress_minutes * 60_000),
+                        options.out_of_orderness_ms, decode=decode)
+    keyed = key_in_jvm(stream, jvm_key(settings, logic.KEY_FIELDS), f"key by {'|'.join(logic.KEY_FIELDS)}")
+    out = (keyed.connect(rules)
+           .process(function, output_type=Types.STRING())
+           .name(name).uid(name.replace(" ", "-")))
+    return _alerts_and_tallies(out, name)
+
+
+def _json_document(text: str):
+    return json.loads(text), False, None
 
 
 def score_in_batches(stream, rules, descriptor, job: str, name: str, logic, batch_size: int, max_wait_ms: int):
@@ -256,7 +279,7 @@ def account(settings, job: str, options: JobOptions, tallies: list, dead_letters
     """Per-run counts (processed, dead-lettered, late per input topic) -> ``jobs.accounting``."""
     from pyflink.common import Types
 
-    from impetus.flink import kafka_sink
+    from impetus.flink import kafka_sink, stamped_now
     from impetus.operators import accounting
 
     tokens = [d.map(lambda letter: ("dead", json.loads(letter)["source_topic"]),
@@ -265,40 +288,20 @@ def account(settings, job: str, options: JobOptions, tallies: list, dead_letters
               .key_by(lambda item: item[1], key_type=Types.STRING())
               .process(accounting(job, options.run_id), output_type=Types.STRING())
               .name("accounting").uid("accounting"))
-    stamped_now(counts).sink_to(kafka_sink(settings, topic="jobs.accounting", delivery=options.delivery,
-                                           transactional_id_prefix=f"{job}-accounting")) \
-        .name("kafka: jobs.accounting").uid("accounting-sink")
-
-
-def stamped_now(stream):
-    """``stream`` with each record's timestamp set to the time it is emitted.
-
-    Alerts, dead letters and accounting records are new facts: their Kafka timestamp (which
-    drives the topics' retention) is when they were raised; their event time is inside them. Records
-    emitted when a bounded input ends would otherwise carry Flink's end-of-time timestamp,
-    which the broker rejects.
-    """
-    from pyflink.common import WatermarkStrategy
-    from pyflink.common.watermark_strategy import TimestampAssigner
-
-    class EmittedNow(TimestampAssigner):
-        def extract_timestamp(self, value, record_timestamp):
-            import time
-
-            return int(time.time() * 1000)
-
-    return stream.assign_timestamps_and_watermarks(
-        WatermarkStrategy.no_watermarks().with_timestamp_assigner(EmittedNow()))
+    sink = kafka_sink(settings, topic="jobs.accounting", delivery=options.delivery,
+                      transactional_id_prefix=f"{job}-accounting")
+    stamped_now(counts, settings).sink_to(sink).name("kafka: jobs.accounting").uid("accounting-sink")
 
 
 def sink_alerts(alerts, settings, job: str, options: JobOptions):
-    from impetus.flink import kafka_sink
+    from impetus.flink import kafka_sink, stamped_now
 
     by_tenant = None if options.alert_topic else (lambda a: alert_topic(json.loads(a)["tenant"]))
     sink = kafka_sink(settings, topic=options.alert_topic, topic_selector=by_tenant, delivery=options.delivery,
                       transactional_id_prefix=f"{job}-alerts")
     # the same uid whichever topic: a run restored from a checkpoint keeps the sink's state
-    stamped_now(alerts).sink_to(sink).name(f"kafka: {options.alert_topic or 'alerts.<tenant>'}").uid("alerts-sink")
+    stamped_now(alerts, settings).sink_to(sink).name(f"kafka: {options.alert_topic or 'alerts.<tenant>'}") \
+        .uid("alerts-sink")
 
 
 def prepare(job: str, description: str, inputs: list[Input], argv=None, out_of_orderness_s: float = 5.0,

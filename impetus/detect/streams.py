@@ -11,6 +11,7 @@ State per key is plain picklable data; rules come from a :class:`impetus.rules.R
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 
 from impetus.detect import thresholds, urban
@@ -99,9 +100,21 @@ class AreaWatch:
     :func:`impetus.detect.urban.area_burst_step` and the params it was judged with.
     """
 
+    # the key's fields (location.area: the area inside the alert's location), as the JVM computes it
+    KEY_FIELDS = ("tenant", "location.area")
+
     @staticmethod
     def key(anomaly: dict) -> str:
         return f"{anomaly['tenant']}|{(anomaly.get('location') or {}).get('area', '')}"
+
+    @staticmethod
+    def decode(text: str):
+        """One of the sensor watch's alerts (JSON): ``(alert, False, None)`` for an urban anomaly with an area,
+        else None (not the area watch's concern)."""
+        alert = json.loads(text)
+        if alert["category"] == "urban_anomaly" and (alert.get("location") or {}).get("area"):
+            return alert, False, None
+        return None
 
     def on_event(self, state, anomaly, book, ts_ms=None):
         rule = book.single(anomaly["tenant"], "area_burst")
@@ -324,6 +337,8 @@ class AlertGate:
     it does for every logic (:mod:`impetus.detect.suppression`). Keyed by the entity, so every repeat of
     a pair meets the same suppression state.
     """
+
+    KEY_FIELDS = ("tenant", "entity.type", "entity.id")  # as the JVM computes the key (impetus.flink.jvm_key)
 
     @staticmethod
     def key(alert: dict) -> str:

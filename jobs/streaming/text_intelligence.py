@@ -39,7 +39,7 @@ def build(env, settings, options, rules, descriptor, initial_rules):
     defaults = defaults_from(rule_kinds(), ["threat_language"])
     alerts, tallies, dead_letters = detect_raw(env, settings, JOB_NAME, INPUTS, options, rules, descriptor,
                                                "post watch", PostWatch(), initial_rules, defaults)
-    sink_alerts(suppressed(alerts, rules, descriptor, JOB_NAME, options, initial_rules, defaults),
+    sink_alerts(suppressed(alerts, settings, rules, descriptor, JOB_NAME, options, initial_rules, defaults),
                 settings, JOB_NAME, options)
     account(settings, JOB_NAME, options, [tallies], dead_letters)
 

@@ -20,9 +20,7 @@ restart (``impetus rules --help``).
 
 from __future__ import annotations
 
-import json
-
-from impetus.streaming import Input, account, detect, detect_raw, run_job, sink_alerts
+from impetus.streaming import Input, account, detect_json, detect_raw, run_job, sink_alerts
 
 JOB_NAME = "urban_anomalies"
 INPUTS = [Input("sensors.readings", "sensors.readings")]
@@ -51,8 +49,6 @@ def load_baseline(settings):
 
 def build(env, settings, options, rules, descriptor, initial_rules):
     """Wire readings -> per-sensor watch (with the checks) -> per-area watch -> alert sinks onto ``env``."""
-    from pyflink.common import Types
-
     from impetus.detect.streams import AreaWatch, SensorWatch
     from impetus.rules import defaults_from, rule_kinds
 
@@ -63,13 +59,9 @@ def build(env, settings, options, rules, descriptor, initial_rules):
     sensor_alerts, tallies, dead_letters = detect_raw(env, settings, JOB_NAME, INPUTS, options, rules, descriptor,
                                                       "sensor watch", watch, initial_rules, defaults,
                                                       key_fields=SensorWatch.KEY_FIELDS)
-    anomalies = (sensor_alerts.map(json.loads, output_type=Types.PICKLED_BYTE_ARRAY())
-                 .filter(lambda alert: alert["category"] == "urban_anomaly"
-                         and bool((alert.get("location") or {}).get("area")))
-                 .map(lambda alert: (alert, False, None), output_type=Types.PICKLED_BYTE_ARRAY())
-                 .name("urban anomalies by area"))
-    area_alerts, _ = detect(anomalies, rules, descriptor, JOB_NAME, "area watch", AreaWatch(), options,
-                            initial_rules, defaults)
+    # the sensor watch's alerts, keyed by area in the JVM; the area watch takes the urban anomalies among them
+    area_alerts, _ = detect_json(sensor_alerts, settings, rules, descriptor, JOB_NAME, "area watch", AreaWatch(),
+                                 options, initial_rules, defaults)
     sink_alerts(sensor_alerts.union(area_alerts), settings, JOB_NAME, options)
     account(settings, JOB_NAME, options, [tallies], dead_letters)
 

@@ -37,15 +37,14 @@ def build(env, settings, options, rules, descriptor, initial_rules):
 
     from impetus.detect.streams import ZoneWatch
     from impetus.detect.video import detection_record
-    from impetus.flink import kafka_sink
-    from impetus.streaming import stamped_now
+    from impetus.flink import kafka_sink, stamped_now
 
     frames, dead_letters = intake_streams(env, settings, JOB_NAME, INPUTS, options)
     records = frames.map(lambda value: json.dumps(detection_record(value[0])), output_type=Types.STRING()) \
         .name("detection records").uid("detection-records")
-    stamped_now(records).sink_to(kafka_sink(settings, topic="video.detections", delivery=options.delivery,
-                                            transactional_id_prefix=f"{JOB_NAME}-detections")) \
-        .name("kafka: video.detections").uid("detections-sink")
+    sink = kafka_sink(settings, topic="video.detections", delivery=options.delivery,
+                      transactional_id_prefix=f"{JOB_NAME}-detections")
+    stamped_now(records, settings).sink_to(sink).name("kafka: video.detections").uid("detections-sink")
     alerts, tallies = detect(frames, rules, descriptor, JOB_NAME, "zone watch", ZoneWatch(str(settings.evidence_dir)),
                              options, initial_rules, {})
     sink_alerts(alerts, settings, JOB_NAME, options)
