@@ -865,6 +865,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help=f"smaller runs: {SIZES['quick']} events per job, {LATENCY_SECONDS['quick']:.0f} s latency "
                         f"phases (default {SIZES['full']}, {LATENCY_SECONDS['full']:.0f} s)")
+    p.add_argument("--sizes", metavar="SMALL,BIG",
+                   help="events in the two bounded runs whose difference gives the throughput (default "
+                        f"{SIZES['full'][0]},{SIZES['full'][1]}); larger runs narrow the start-up jitter's share "
+                        "(about a second) of a fast job's difference; urban has 120,000 readings at most")
     p.add_argument("--jobs", default="urban,cyber,text", help="comma-separated subset of urban,cyber,text "
                                                               "(default %(default)s)")
     p.add_argument("--no-latency", action="store_true", help="skip the latency phases")
@@ -895,6 +899,14 @@ def main(argv=None) -> int:
 
     names = choose(args.jobs, JOBS, "--jobs")
     mode = "quick" if args.quick else "full"
+    sizes = SIZES[mode]
+    if args.sizes:
+        try:
+            sizes = tuple(int(part) for part in args.sizes.split(","))
+        except ValueError:
+            sizes = ()
+        if len(sizes) != 2 or not 0 < sizes[0] < sizes[1]:
+            raise SystemExit(f"--sizes {args.sizes!r}: expected SMALL,BIG with 0 < SMALL < BIG, e.g. 20000,120000")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = args.out or ROOT / "bench" / "results" / f"{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -910,7 +922,7 @@ def main(argv=None) -> int:
     began = time.monotonic()
     try:
         for name in names if args.latency_from is None else []:
-            results["throughput"].append(throughput(settings, name, SIZES[mode], run, rules))
+            results["throughput"].append(throughput(settings, name, sizes, run, rules))
             _save(results, out)
         for name in names if not args.no_latency else []:
             bounded = args.latency_from or next(e for e in results["throughput"]
