@@ -339,14 +339,7 @@ def main(argv=None) -> int:
 
     variants = common.choose(args.variants, VARIANTS, "--variants")
     mode = "quick" if args.quick else "full"
-    sizes = SIZES[mode]
-    if args.sizes:
-        try:
-            sizes = tuple(int(n) for n in args.sizes.split(","))
-        except ValueError:
-            sizes = ()
-        if len(sizes) != 2 or not 0 < sizes[0] < sizes[1]:
-            raise SystemExit(f"--sizes {args.sizes!r}: expected SMALL,BIG, two whole numbers with SMALL < BIG")
+    sizes = common.parse_sizes(args.sizes) if args.sizes else SIZES[mode]
     repeat = args.repeat or (1 if args.quick else 2)
     out = args.out or ROOT / "bench" / "results" / f"bridge-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -886,6 +886,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_sizes(text: str) -> tuple[int, int]:
+    """``--sizes SMALL,BIG`` -> (SMALL, BIG), or SystemExit saying what is expected."""
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        sizes = ()
+    if len(sizes) != 2 or not 0 < sizes[0] < sizes[1]:
+        raise SystemExit(f"--sizes {text!r}: expected SMALL,BIG, two whole numbers with 0 < SMALL < BIG, "
+                         "e.g. 20000,120000")
+    return sizes
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if args.passthrough:
@@ -899,14 +911,7 @@ def main(argv=None) -> int:
 
     names = choose(args.jobs, JOBS, "--jobs")
     mode = "quick" if args.quick else "full"
-    sizes = SIZES[mode]
-    if args.sizes:
-        try:
-            sizes = tuple(int(part) for part in args.sizes.split(","))
-        except ValueError:
-            sizes = ()
-        if len(sizes) != 2 or not 0 < sizes[0] < sizes[1]:
-            raise SystemExit(f"--sizes {args.sizes!r}: expected SMALL,BIG with 0 < SMALL < BIG, e.g. 20000,120000")
+    sizes = parse_sizes(args.sizes) if args.sizes else SIZES[mode]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = args.out or ROOT / "bench" / "results" / f"{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
