@@ -275,6 +275,11 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             self.final_sent = False
             self.armed = False  # the end-of-input timer is registered (this start of the instance)
             self.is_late = LateCheck()
+            if intake_of is not None:  # the intake's metrics, as intake() keeps them
+                self.metric_in = metrics.counter("messages_in")
+                self.metric_dead = metrics.counter("messages_dead_lettered")
+                self.metric_late = metrics.counter("messages_late")
+                self.uncounted = 0  # messages not yet in messages_in (brought up to date with the tallies)
 
         def _rules(self, ctx) -> RuleBook:
             # Rebuilt once per task start: the snapshot taken at submission, then what the
@@ -323,12 +328,16 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                 doc, late, topic = value
             else:
                 topic = raw_topic
+                self.uncounted += 1
                 try:
                     doc = admit(raw_schema, raw_tenants, raw_parse, value)
                 except ValueError as err:
+                    self.metric_dead.inc()
                     yield raw_dead_letters, dead_letter_json(topic, str(err), value, job)
                     return
                 late = self.is_late(stamp, ctx)
+                if late:
+                    self.metric_late.inc()
             if topic is not None:
                 counted = self.tally.setdefault(topic, [0, 0])
                 counted[0] += 1
@@ -358,6 +367,9 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             yield from self._emit(ctx, held, logic_state, alerts)
 
         def _tallies(self):
+            if intake_of is not None and self.uncounted:
+                self.metric_in.inc(self.uncounted)
+                self.uncounted = 0
             for topic, (processed, late) in self.tally.items():
                 yield json.dumps([TALLY, topic, self.subtask, processed, late])
 

@@ -6,7 +6,9 @@ A job declares its inputs (topic, schema, optional parser) and a logic object
     kafka(topic) --intake--> valid docs --key_by(logic.key)--+--detector(logic)--> alerts.<tenant>
                        '--> <topic>.dlq     kafka(rules) --broadcast--'
 
-and executes it. ``models.control`` joins the rules' broadcast: a logic object with a
+or, with :func:`detect_raw` (urban, text), the raw messages keyed in the JVM straight into a detector that
+checks them itself (dead letters to ``<topic>.dlq`` from there): one Python call per message. Then it
+executes the job. ``models.control`` joins the rules' broadcast: a logic object with a
 ``load_model(name, version)`` method switches to an announced model version without a
 restart. Every option has a default, so ``python jobs/streaming/<job>.py``
 runs against the local stack as configured.
