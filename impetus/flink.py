@@ -134,21 +134,40 @@ def key_by(stream, key_selector, key_type):
     """
     from pyflink.common import Row, Types
     from pyflink.common.typeinfo import _from_java_type
+    from pyflink.java_gateway import get_gateway
+
+    if not _single(stream):
+        return stream.key_by(key_selector, key_type=key_type)
+    value_type = _from_java_type(stream._j_data_stream.getTransformation().getOutputType())
+    paired = stream.map(lambda value: Row(key_selector(value), value),
+                        output_type=Types.ROW([key_type, value_type]))
+    # the name PyFlink gives its own keying step: its Python operators are fused with those before it
+    paired.name(get_gateway().jvm.org.apache.flink.python.util.PythonConfigUtil.STREAM_KEY_BY_MAP_OPERATOR_NAME)
+    return _keyed_pairs(paired._j_data_stream, key_type, value_type, stream)
+
+
+def _single(stream) -> bool:
+    """``stream`` and its job run at parallelism 1: every key group belongs to the one subtask."""
+    j_stream = stream._j_data_stream
+    return j_stream.getParallelism() == 1 and j_stream.getExecutionEnvironment().getParallelism() == 1
+
+
+def _keyed_pairs(j_paired, key_type, value_type, origin):
+    """A KeyedStream of ``value_type`` records from a Java stream of ``Row(key, value)`` pairs (key in field 0, as
+    PyFlink's keyed operators expect): declared keyed in place when ``origin`` runs at parallelism 1, else hashed
+    to the subtasks by Flink."""
+    from pyflink.common import Types
     from pyflink.datastream import KeyedStream
     from pyflink.java_gateway import get_gateway
 
-    j_stream = stream._j_data_stream
-    if j_stream.getParallelism() != 1 or j_stream.getExecutionEnvironment().getParallelism() != 1:
-        return stream.key_by(key_selector, key_type=key_type)
-    value_type = _from_java_type(j_stream.getTransformation().getOutputType())
-    paired = stream.map(lambda value: Row(key_selector(value), value),
-                        output_type=Types.ROW([key_type, value_type]))
     gateway = get_gateway()
-    # the name PyFlink gives its own keying step: its Python operators are fused with those before it
-    paired.name(gateway.jvm.org.apache.flink.python.util.PythonConfigUtil.STREAM_KEY_BY_MAP_OPERATOR_NAME)
-    keyed = gateway.jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils.reinterpretAsKeyedStream(
-        paired._j_data_stream, gateway.jvm.KeyByKeySelector(), Types.ROW([key_type]).get_java_type_info())
-    return KeyedStream(keyed, value_type, stream)
+    key_info = Types.ROW([key_type]).get_java_type_info()
+    if _single(origin):
+        keyed = gateway.jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils.reinterpretAsKeyedStream(
+            j_paired, gateway.jvm.KeyByKeySelector(), key_info)
+    else:
+        keyed = j_paired.keyBy(gateway.jvm.KeyByKeySelector(), key_info)
+    return KeyedStream(keyed, value_type, origin)
 
 
 FUNCTIONS_JAR = "impetus-flink-functions.jar"
@@ -207,19 +226,9 @@ def key_in_jvm(stream, function, name: str):
     their subtask by Flink.
     """
     from pyflink.common import Types
-    from pyflink.datastream import KeyedStream
-    from pyflink.java_gateway import get_gateway
 
-    gateway = get_gateway()
-    j_stream = stream._j_data_stream
-    key_info = Types.ROW([Types.STRING()]).get_java_type_info()
-    paired = j_stream.map(function, Types.ROW([Types.STRING(), Types.STRING()]).get_java_type_info()).name(name)
-    if j_stream.getParallelism() == 1 and j_stream.getExecutionEnvironment().getParallelism() == 1:
-        keyed = gateway.jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils.reinterpretAsKeyedStream(
-            paired, gateway.jvm.KeyByKeySelector(), key_info)
-    else:
-        keyed = paired.keyBy(gateway.jvm.KeyByKeySelector(), key_info)
-    return KeyedStream(keyed, Types.STRING(), stream)
+    paired = stream._j_data_stream.map(function, Types.ROW([Types.STRING(), Types.STRING()]).get_java_type_info())
+    return _keyed_pairs(paired.name(name), Types.STRING(), Types.STRING(), stream)
 
 
 def latest_checkpoint(settings: Settings, job_name: str) -> str | None:
