@@ -170,6 +170,26 @@ def _keyed_pairs(j_paired, key_type, value_type, origin):
     return KeyedStream(keyed, value_type, origin)
 
 
+def pair_type():
+    """The type of ``Row(key, value)`` pairs a Python operator emits for :func:`keyed_pairs` (key str, value any
+    Python object)."""
+    from pyflink.common import Types
+
+    return Types.ROW([Types.STRING(), Types.PICKLED_BYTE_ARRAY()])
+
+
+def keyed_pairs(stream):
+    """``stream`` of ``Row(key, value)`` pairs (:func:`pair_type`) as a stream of the values keyed by the keys.
+
+    For a Python operator that knows the next operator's key as it emits a record (e.g. the intake that has
+    just parsed it): PyFlink's ``key_by`` would call a Python key selector per record again. At parallelism 1
+    the pairs are declared keyed as they are (as :func:`key_by` does), else hashed to their subtask by Flink.
+    """
+    from pyflink.common import Types
+
+    return _keyed_pairs(stream._j_data_stream, Types.STRING(), Types.PICKLED_BYTE_ARRAY(), stream)
+
+
 FUNCTIONS_JAR = "impetus-flink-functions.jar"
 
 

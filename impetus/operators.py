@@ -39,14 +39,16 @@ TALLY = "tally"
 END_OF_INPUT = 2 ** 63 - 1
 
 
-def intake(job: str, source_topic: str, schema: str, known_tenants: list[str], parse=None):
+def intake(job: str, source_topic: str, schema: str, known_tenants: list[str], parse=None, key=None):
     """(ProcessFunction, dead-letter OutputTag) for messages of ``source_topic``.
 
     ``parse(doc)`` may enrich a valid document (e.g. parse the syslog line in it); a
     ValueError it raises dead-letters the message with the error as the reason.
-    Emits ``(doc, late, source_topic)`` tuples.
+    Emits ``(doc, late, source_topic)`` tuples; with ``key``, ``Row(key(doc), (doc, late, source_topic))``
+    pairs for :func:`impetus.flink.keyed_pairs`, so that the next operator is keyed without a Python call of
+    its own (declare ``output_type=impetus.flink.pair_type()``).
     """
-    from pyflink.common import Types
+    from pyflink.common import Row, Types
     from pyflink.datastream import OutputTag, ProcessFunction
 
     dead_letters = OutputTag(f"dead-letters-{source_topic}", Types.STRING())
@@ -54,31 +56,50 @@ def intake(job: str, source_topic: str, schema: str, known_tenants: list[str], p
 
     class Intake(ProcessFunction):
         def open(self, runtime_context):
-            metrics = runtime_context.get_metrics_group()
-            self.metric_in = metrics.counter("messages_in")
-            self.metric_dead = metrics.counter("messages_dead_lettered")
-            self.metric_late = metrics.counter("messages_late")
-            self.is_late = LateCheck()
-            self.uncounted, self.counted_at = 0, time.monotonic()
+            self.admission = Admission(job, source_topic, schema, tenants, parse, runtime_context)
 
         def process_element(self, value, ctx):
-            # the messages_in metric is brought up to date about once a second, not with a call per message
-            self.uncounted += 1
-            if self.uncounted >= 10_000 or time.monotonic() - self.counted_at >= 1.0:
-                self.metric_in.inc(self.uncounted)
-                self.uncounted, self.counted_at = 0, time.monotonic()
-            try:
-                doc = admit(schema, tenants, parse, value)
-            except ValueError as err:  # PayloadRejected and parse errors alike
-                self.metric_dead.inc()
-                yield dead_letters, dead_letter_json(source_topic, str(err), value, job)
-            else:
-                late = self.is_late(ctx.timestamp(), ctx)
-                if late:
-                    self.metric_late.inc()
+            doc, late, letter = self.admission(value, ctx.timestamp(), ctx)
+            if letter is not None:
+                yield dead_letters, letter
+            elif key is None:
                 yield doc, late, source_topic
+            else:
+                yield Row(key(doc), (doc, late, source_topic))
 
     return Intake(), dead_letters
+
+
+class Admission:
+    """An operator's intake of one topic's raw messages: the check (:func:`admit`), the late flag
+    (:class:`LateCheck`) and the intake's metrics: ``messages_in`` (brought up to date about once a second,
+    not with a call per message), ``messages_dead_lettered``, ``messages_late``."""
+
+    def __init__(self, job: str, topic: str, schema: str, tenants: frozenset[str], parse, runtime_context):
+        self.job, self.topic, self.schema, self.tenants, self.parse = job, topic, schema, tenants, parse
+        metrics = runtime_context.get_metrics_group()
+        self.metric_in = metrics.counter("messages_in")
+        self.metric_dead = metrics.counter("messages_dead_lettered")
+        self.metric_late = metrics.counter("messages_late")
+        self.is_late = LateCheck()
+        self.uncounted, self.counted_at = 0, time.monotonic()
+
+    def __call__(self, value, stamp, ctx):
+        """``(doc, late, None)`` for a valid message (``stamp``: its timestamp), else ``(None, False, the dead
+        letter as JSON)``."""
+        self.uncounted += 1
+        if self.uncounted >= 10_000 or time.monotonic() - self.counted_at >= 1.0:
+            self.metric_in.inc(self.uncounted)
+            self.uncounted, self.counted_at = 0, time.monotonic()
+        try:
+            doc = admit(self.schema, self.tenants, self.parse, value)
+        except ValueError as err:  # PayloadRejected and parse errors alike
+            self.metric_dead.inc()
+            return None, False, dead_letter_json(self.topic, str(err), value, self.job)
+        late = self.is_late(stamp, ctx)
+        if late:
+            self.metric_late.inc()
+        return doc, late, None
 
 
 class LateCheck:
@@ -274,12 +295,8 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             self.tallied_at = 0.0
             self.final_sent = False
             self.armed = False  # the end-of-input timer is registered (this start of the instance)
-            self.is_late = LateCheck()
-            if intake_of is not None:  # the intake's metrics, as intake() keeps them
-                self.metric_in = metrics.counter("messages_in")
-                self.metric_dead = metrics.counter("messages_dead_lettered")
-                self.metric_late = metrics.counter("messages_late")
-                self.uncounted = 0  # messages not yet in messages_in (brought up to date with the tallies)
+            if intake_of is not None:  # the intake's checks and metrics, as intake() has them
+                self.admission = Admission(job, raw_topic, raw_schema, raw_tenants, raw_parse, runtime_context)
 
         def _rules(self, ctx) -> RuleBook:
             # Rebuilt once per task start: the snapshot taken at submission, then what the
@@ -328,16 +345,10 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                 doc, late, topic = value
             else:
                 topic = raw_topic
-                self.uncounted += 1
-                try:
-                    doc = admit(raw_schema, raw_tenants, raw_parse, value)
-                except ValueError as err:
-                    self.metric_dead.inc()
-                    yield raw_dead_letters, dead_letter_json(topic, str(err), value, job)
+                doc, late, letter = self.admission(value, stamp, ctx)
+                if letter is not None:
+                    yield raw_dead_letters, letter
                     return
-                late = self.is_late(stamp, ctx)
-                if late:
-                    self.metric_late.inc()
             if topic is not None:
                 counted = self.tally.setdefault(topic, [0, 0])
                 counted[0] += 1
@@ -367,9 +378,6 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             yield from self._emit(ctx, held, logic_state, alerts)
 
         def _tallies(self):
-            if intake_of is not None and self.uncounted:
-                self.metric_in.inc(self.uncounted)
-                self.uncounted = 0
             for topic, (processed, late) in self.tally.items():
                 yield json.dumps([TALLY, topic, self.subtask, processed, late])
 
@@ -426,7 +434,8 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
     return Detector()
 
 
-def batch_scorer(job: str, logic, rules_descriptor, batch_size: int, max_wait_ms: int):
+def batch_scorer(job: str, logic, rules_descriptor, batch_size: int, max_wait_ms: int, intake_of=None,
+                 key_out=None):
     """A KeyedBroadcastProcessFunction handing ``(doc, late, topic)`` records to ``logic.score`` in batches.
 
     For models that cost about as much per call as per batch (e.g. :class:`impetus.detect.streams.FlowScoring`):
@@ -439,13 +448,22 @@ def batch_scorer(job: str, logic, rules_descriptor, batch_size: int, max_wait_ms
     stamped with the time of whatever flushed them (so the downstream operator gets no event time
     from them: the documents carry their own). The broadcast side takes ``models.control``
     announcements and switches ``logic``'s model like :func:`detector` does (rules are ignored).
+
+    ``intake_of``: as for :func:`detector`, the input is the raw messages of one topic, checked here (dead letters
+    to the tag, late ones flagged) instead of by an :func:`intake` of their own. ``key_out``: records leave as
+    ``Row(key_out(doc), (doc, late, topic))`` pairs, keyed for the next operator without a Python call of its
+    own (:func:`impetus.flink.keyed_pairs`; declare ``output_type=impetus.flink.pair_type()``).
     """
-    from pyflink.common import Types
+    from pyflink.common import Row, Types
     from pyflink.datastream import KeyedBroadcastProcessFunction
     from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
+    raw_topic, raw_schema, raw_tenants, raw_parse, raw_dead_letters = intake_of or (None,) * 5
+
     class BatchScorer(KeyedBroadcastProcessFunction):
         def open(self, runtime_context):
+            if intake_of is not None:
+                self.admission = Admission(job, raw_topic, raw_schema, raw_tenants, raw_parse, runtime_context)
             self.pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
             # (records waiting, processing-time deadline, event-time deadline) of the current key
             self.batch = runtime_context.get_state(ValueStateDescriptor("batch", Types.PICKLED_BYTE_ARRAY()))
@@ -473,6 +491,13 @@ def batch_scorer(job: str, logic, rules_descriptor, batch_size: int, max_wait_ms
             yield  # a generator, like every PyFlink process method
 
         def process_element(self, value, ctx):
+            stamp = ctx.timestamp()
+            if intake_of is not None:
+                doc, late, letter = self.admission(value, stamp, ctx)
+                if letter is not None:
+                    yield raw_dead_letters, letter
+                    return
+                value = (doc, late, raw_topic)
             self._restore(ctx)
             count, wake_at, due_at = self.batch.value() or (0, None, None)
             if count + 1 >= batch_size:
@@ -483,7 +508,6 @@ def batch_scorer(job: str, logic, rules_descriptor, batch_size: int, max_wait_ms
             if wake_at is None:
                 wake_at = timers.current_processing_time() + max_wait_ms
                 timers.register_processing_time_timer(wake_at)
-            stamp = ctx.timestamp()
             stamp = END_OF_INPUT - 1 if stamp is None else stamp
             if due_at is None or stamp < due_at:
                 if due_at is not None:
@@ -509,6 +533,6 @@ def batch_scorer(job: str, logic, rules_descriptor, batch_size: int, max_wait_ms
             self.metric_batches.inc()
             scored = logic.score([doc for doc, _, _ in values])
             for doc, (_, late, topic) in zip(scored, values):
-                yield doc, late, topic
+                yield (doc, late, topic) if key_out is None else Row(key_out(doc), (doc, late, topic))
 
     return BatchScorer()

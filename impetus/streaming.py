@@ -117,16 +117,20 @@ def intake_streams(env, settings, job: str, inputs: list[Input], options: JobOpt
     return _union(streams), dead
 
 
-def intake_each(env, settings, job: str, inputs: list[Input], options: JobOptions):
-    """(validated docs of each input, in the order of ``inputs``; dead-letter streams), as :func:`intake_streams`."""
+def intake_each(env, settings, job: str, inputs: list[Input], options: JobOptions, key=None):
+    """(validated docs of each input, in the order of ``inputs``; dead-letter streams), as :func:`intake_streams`.
+
+    ``key``: the docs come out as ``Row(key(doc), (doc, late, topic))`` pairs, for a detector keyed by ``key``
+    without a Python call of its own (:func:`detect_pairs`)."""
+    from impetus.flink import pair_type
     from impetus.operators import intake
 
     streams, dead = [], []
     for spec in inputs:
         topic = options.topics[spec.topic]
-        function, dead_letters = intake(job, topic, spec.schema, options.tenants, spec.parse)
-        valid = _source(env, settings, spec, options).process(function).name(f"validate {topic}") \
-            .uid(f"validate-{spec.topic}")
+        function, dead_letters = intake(job, topic, spec.schema, options.tenants, spec.parse, key=key)
+        valid = _source(env, settings, spec, options).process(function, output_type=pair_type() if key else None) \
+            .name(f"validate {topic}").uid(f"validate-{spec.topic}")
         dead.append(_dead_letters(settings, job, spec, options, valid.get_side_output(dead_letters)))
         streams.append(valid)
     return streams, dead
@@ -227,19 +231,29 @@ def _json_document(text: str):
     return json.loads(text), False, None
 
 
-def score_in_batches(stream, rules, descriptor, job: str, name: str, logic, batch_size: int, max_wait_ms: int):
-    """``stream`` of (doc, late, source topic), keyed by ``logic.key``, with ``logic.score`` applied to batches of
-    documents (:func:`impetus.operators.batch_scorer`); the same records come out, scored."""
+def score_in_batches(env, settings, job: str, spec: Input, options: JobOptions, rules, descriptor, name: str, logic,
+                     batch_size: int, max_wait_ms: int, key_out, buckets: int = 16):
+    """One input's raw messages checked and scored in batches (:func:`impetus.operators.batch_scorer` with its
+    own intake): keyed in the JVM by a hash of their text into ``buckets`` keys (batches fill; parallel
+    instances share them), each batch of documents handed to ``logic.score``. Returns (the scored records as
+    ``Row(key_out(doc), (doc, late, topic))`` pairs for :func:`detect_pairs`, dead letters wired to
+    ``<topic>.dlq``)."""
     from pyflink.common import Types
+    from pyflink.datastream import OutputTag
 
-    from impetus.flink import key_by
+    from impetus.flink import jvm_key, key_in_jvm, pair_type
     from impetus.operators import batch_scorer
 
-    return (key_by(stream, lambda value: logic.key(value[0]), Types.STRING())
-            .connect(rules)
-            .process(batch_scorer(job, logic, descriptor, batch_size, max_wait_ms),
-                     output_type=Types.PICKLED_BYTE_ARRAY())
-            .name(name).uid(name.replace(" ", "-")))
+    topic = options.topics[spec.topic]
+    dead_letters = OutputTag(f"dead-letters-{topic}", Types.STRING())
+    function = batch_scorer(job, logic, descriptor, batch_size, max_wait_ms, key_out=key_out,
+                            intake_of=(topic, spec.schema, frozenset(options.tenants), spec.parse, dead_letters))
+    keyed = key_in_jvm(_source(env, settings, spec, options), jvm_key(settings, buckets=buckets),
+                       f"key {topic} by text hash")
+    scored = (keyed.connect(rules)
+              .process(function, output_type=pair_type())
+              .name(f"{name}: {topic}").uid(name.replace(" ", "-")))
+    return scored, _dead_letters(settings, job, spec, options, scored.get_side_output(dead_letters))
 
 
 def _union(streams):
@@ -253,12 +267,29 @@ def detect(stream, rules, descriptor, job: str, name: str, logic, options: JobOp
     from pyflink.common import Types
 
     from impetus.flink import key_by
+
+    return _detect_keyed(key_by(stream, lambda value: logic.key(value[0]), Types.STRING()), rules, descriptor, job,
+                         name, logic, options, initial_rules, defaults)
+
+
+def detect_pairs(pairs, rules, descriptor, job: str, name: str, logic, options: JobOptions, initial_rules,
+                 defaults):
+    """As :func:`detect`, for ``Row(key, (doc, late, source topic))`` pairs whose key the stage before computed
+    (:func:`intake_each` with ``key``, :func:`score_in_batches`): no Python call to key them."""
+    from impetus.flink import keyed_pairs
+
+    return _detect_keyed(keyed_pairs(pairs), rules, descriptor, job, name, logic, options, initial_rules, defaults)
+
+
+def _detect_keyed(keyed, rules, descriptor, job: str, name: str, logic, options: JobOptions, initial_rules,
+                  defaults):
+    from pyflink.common import Types
+
     from impetus.operators import detector
 
     function = detector(job, logic, descriptor, initial_rules, defaults,
                         int(options.suppress_minutes * 60_000), options.out_of_orderness_ms)
-    out = (key_by(stream, lambda value: logic.key(value[0]), Types.STRING())
-           .connect(rules)
+    out = (keyed.connect(rules)
            .process(function, output_type=Types.STRING())
            .name(name).uid(name.replace(" ", "-")))
     return _alerts_and_tallies(out, name)

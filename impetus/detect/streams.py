@@ -464,20 +464,11 @@ class FlowScoring(FlowModel):
 
     The flow-anomaly model (an ONNX IsolationForest of about 2,000 graph nodes) costs about
     0.4 ms a call whatever the batch size up to a few hundred rows, so scoring flows one at a time
-    was most of the cyber job's time. :func:`impetus.operators.batch_scorer` collects flows per
-    :meth:`key` and hands them here; each comes back with ``flow_score``: ``{"score", "model":
-    {"name", "version", "threshold"}}``, or None while no model is loaded (the schema of
-    ``network.flows`` forbids the field in a message, so only this sets it).
+    was most of the cyber job's time. :func:`impetus.operators.batch_scorer` collects flows (per hash
+    bucket of their text, :func:`impetus.streaming.score_in_batches`) and hands them here; each comes back
+    with ``flow_score``: ``{"score", "model": {"name", "version", "threshold"}}``, or None while no model is
+    loaded (the schema of ``network.flows`` forbids the field in a message, so only this sets it).
     """
-
-    BUCKETS = 16
-
-    @classmethod
-    def key(cls, flow: dict) -> str:
-        # a few keys per tenant, so that parallel instances share the flows; crc32 is stable across processes
-        from zlib import crc32
-
-        return f"{flow['tenant']}|{crc32(str(flow.get('src_ip')).encode()) % cls.BUCKETS}"
 
     def score(self, flows: list[dict]) -> list[dict]:
         if self.scorer is None:

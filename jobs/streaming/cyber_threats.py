@@ -23,7 +23,7 @@ that fail validation go to ``<topic>.dlq`` with the reason; counts of every run 
 from __future__ import annotations
 
 from impetus.detect.streams import syslog_event
-from impetus.streaming import Input, account, detect, intake_each, run_job, score_in_batches, sink_alerts
+from impetus.streaming import Input, account, detect_pairs, intake_each, run_job, score_in_batches, sink_alerts
 
 JOB_NAME = "cyber_threats"
 INPUTS = [Input("security.syslog", "security.syslog", parse=syslog_event),
@@ -56,20 +56,22 @@ def load_flow_scorer(settings):
 
 
 def build(env, settings, options, rules, descriptor, initial_rules):
-    """Wire intake (both topics) -> flows scored in batches -> per-source watch -> alert sinks onto ``env``."""
+    """Wire syslog intake and flows scored in batches -> per-source watch -> alert sinks onto ``env``."""
     from impetus.detect.streams import FlowScoring, SourceWatch
     from impetus.rules import defaults_from, rule_kinds
 
     defaults = defaults_from(rule_kinds(), ["brute_force", "sudo_brute_force", "port_scan", "flow_anomaly"])
-    (lines, flows), dead_letters = intake_each(env, settings, JOB_NAME, INPUTS, options)
-    # one model call per batch of flows rather than per flow (impetus.detect.streams.FlowScoring)
-    scoring = FlowScoring(load_flow_scorer(settings))
-    scored = score_in_batches(flows, rules, descriptor, JOB_NAME, "flow scoring", scoring, FLOW_BATCH,
-                              FLOW_BATCH_WAIT_MS)
-    alerts, tallies = detect(lines.union(scored), rules, descriptor, JOB_NAME, "source watch",
-                             SourceWatch(scored_upstream=True), options, initial_rules, defaults)
+    syslog, flows = INPUTS
+    # each stage before the source watch computes its key as it emits a record: no Python key selector
+    (lines,), dead_letters = intake_each(env, settings, JOB_NAME, [syslog], options, key=SourceWatch.key)
+    # raw flows checked and scored in batches, one model call per batch (impetus.detect.streams.FlowScoring)
+    scored, flow_dead_letters = score_in_batches(env, settings, JOB_NAME, flows, options, rules, descriptor,
+                                                 "flow scoring", FlowScoring(load_flow_scorer(settings)), FLOW_BATCH,
+                                                 FLOW_BATCH_WAIT_MS, key_out=SourceWatch.key)
+    alerts, tallies = detect_pairs(lines.union(scored), rules, descriptor, JOB_NAME, "source watch",
+                                   SourceWatch(scored_upstream=True), options, initial_rules, defaults)
     sink_alerts(alerts, settings, JOB_NAME, options)
-    account(settings, JOB_NAME, options, [tallies], dead_letters)
+    account(settings, JOB_NAME, options, [tallies], dead_letters + [flow_dead_letters])
 
 
 def main(argv=None):
