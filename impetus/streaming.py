@@ -232,10 +232,13 @@ def _json_document(text: str):
 
 
 def score_in_batches(env, settings, job: str, spec: Input, options: JobOptions, rules, descriptor, name: str, logic,
-                     batch_size: int, max_wait_ms: int, key_out, buckets: int = 16):
+                     batch_size: int, max_wait_ms: int, key_out):
     """One input's raw messages checked and scored in batches (:func:`impetus.operators.batch_scorer` with its
-    own intake): keyed in the JVM by a hash of their text into ``buckets`` keys (batches fill; parallel
-    instances share them), each batch of documents handed to ``logic.score``. Returns (the scored records as
+    own intake), each batch of documents handed to ``logic.score``. Batches are kept per key: the messages are
+    keyed in the JVM by a hash of their text into one key at parallelism 1, else 8 per parallel instance (so that
+    the instances share them). Fewer keys, fuller batches: a model call costs about as much for a few records as
+    for a few hundred, so 16 keys at parallelism 1 spent most of the stage's time on calls for small batches
+    (BENCHMARKS.md, "Cyber: keys from the stage before"). Returns (the scored records as
     ``Row(key_out(doc), (doc, late, topic))`` pairs for :func:`detect_pairs`, dead letters wired to
     ``<topic>.dlq``)."""
     from pyflink.common import Types
@@ -248,7 +251,9 @@ def score_in_batches(env, settings, job: str, spec: Input, options: JobOptions, 
     dead_letters = OutputTag(f"dead-letters-{topic}", Types.STRING())
     function = batch_scorer(job, logic, descriptor, batch_size, max_wait_ms, key_out=key_out,
                             intake_of=(topic, spec.schema, frozenset(options.tenants), spec.parse, dead_letters))
-    keyed = key_in_jvm(_source(env, settings, spec, options), jvm_key(settings, buckets=buckets),
+    raw = _source(env, settings, spec, options)
+    parallelism = raw.get_execution_environment().get_parallelism()
+    keyed = key_in_jvm(raw, jvm_key(settings, buckets=1 if parallelism == 1 else 8 * parallelism),
                        f"key {topic} by text hash")
     scored = (keyed.connect(rules)
               .process(function, output_type=pair_type())
