@@ -51,6 +51,9 @@ def test_known_lines_and_flows_give_exact_alerts_with_countermeasures(scratch, t
     # ordinary traffic of one workstation: more flows of one source than a scoring batch holds (256)
     flows += [flow(t, 100 + i, "10.0.0.9", "10.0.0.2", 443, packets=40, bytes_out=2_000, bytes_in=30_000,
                    duration_ms=400) for i in range(300)]
+    # flows the scoring stage must dead-letter itself (it checks the raw messages, no intake before it)
+    flows += [(b'{"tenant": ', BASE_MS + 95_000),
+              (flow("nobody", 96, "10.0.0.9", "10.0.0.2", 443)[0], BASE_MS + 96_000)]
     scratch.produce([m for m, _ in lines], timestamps=[ts for _, ts in lines])
     scratch.produce([m for m, _ in flows], timestamps=[ts for _, ts in flows], topic=scratch.source2)
     onnx_bytes, metadata = train_flow_model(normal_flows(seed=0, n=5000), seed=0)
@@ -86,6 +89,10 @@ def test_known_lines_and_flows_give_exact_alerts_with_countermeasures(scratch, t
     letters = scratch.read(scratch.dlq)
     assert [d["reason"] for d in letters] == [
         "no syslog timestamp ('Mmm dd hh:mm:ss' or RFC 3339) at the start of 'garbage that is not syslog'"]
+    flow_letters = scratch.read(scratch.dlq2)
+    assert [(d["source_topic"], d["reason"].split(":")[0]) for d in flow_letters] == [
+        (scratch.source2, "not JSON"), (scratch.source2, "unknown tenant 'nobody' (no alert topic for it)")]
+    assert [d["payload"] for d in flow_letters][0] == '{"tenant": '
     counts = scratch.accounting(run_id)
-    assert counts == {"messages_in": len(lines) + len(flows), "processed": len(lines) + len(flows) - 1,
-                      "dead_lettered": 1, "late": 0, "reports": 2}
+    assert counts == {"messages_in": len(lines) + len(flows), "processed": len(lines) + len(flows) - 3,
+                      "dead_lettered": 3, "late": 0, "reports": 2}
