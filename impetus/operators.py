@@ -102,6 +102,17 @@ class Admission:
         return doc, late, None
 
 
+class HandedRule:
+    """The rules of a ``handed`` detector (:func:`detector`): the one rule the stage before handed over with the
+    record, answering :meth:`impetus.rules.RuleBook.single` for its kind (None: no rule, or a timer)."""
+
+    def __init__(self, rule: dict | None):
+        self.rule = rule
+
+    def single(self, tenant: str, kind: str) -> dict | None:
+        return self.rule if self.rule is not None and self.rule["kind"] == kind else None
+
+
 class LateCheck:
     """Whether a record is behind the watermark, asking Flink for the watermark at most every
     ``WATERMARK_REFRESH_S`` (each question is a call out of Python, which in ``thread`` mode costs more than
@@ -248,7 +259,8 @@ def is_tally(text: str) -> bool:
 
 
 def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], defaults: dict[str, dict],
-             suppress_window_ms: int, out_of_orderness_ms: int, intake_of=None, decode=None):
+             suppress_window_ms: int, out_of_orderness_ms: int, intake_of=None, decode=None, handoff=None,
+             handed=False):
     """A KeyedBroadcastProcessFunction running ``logic`` per key, with rules and suppression.
 
     ``intake_of``: None, the input is ``(doc, late, source topic)`` from :func:`intake`; or
@@ -257,6 +269,15 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
     ones flagged): one Python operator per message instead of two (the stream keyed in the JVM, on the raw
     text or fields of it: :func:`impetus.flink.key_in_jvm`). ``decode``: the input is text another stage
     wrote (e.g. alerts as JSON), ``decode(text)`` gives ``(doc, late, source topic)``, or None to pass it by.
+
+    ``handoff``: ``(OutputTag, select)``; each alert this detector lets out when an event arrives is offered to
+    ``select(alert, rules)``, and what it returns, ``(key, (alert, rule))`` or None, goes to the tag as a
+    ``Row(key, (alert, rule))`` pair, for a detector made with ``handed=True``: a one-input KeyedProcessFunction
+    (no rules broadcast) that takes those pairs keyed as they are (:func:`impetus.flink.keyed_pairs`) and judges
+    each alert by the rule handed with it. One input and a forward connection let Flink chain it to the detector
+    before it, so both run on one operator thread (in ``thread`` mode, one thread less taking turns on the
+    interpreter lock). Alerts of timers (suppression follow-ups, silence) are not handed over: PyFlink's
+    ``thread`` mode drops side outputs emitted from ``on_timer``.
 
     When a bounded input ends, Flink advances the watermark to the end of time and every
     pending timer fires. Timers up to the watermark the data itself implies (newest event
@@ -269,8 +290,8 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
     told apart by :func:`is_tally`). Tallies share the main output rather than a side
     output because PyFlink's ``thread`` mode drops side outputs emitted from ``on_timer``.
     """
-    from pyflink.common import Types
-    from pyflink.datastream import KeyedBroadcastProcessFunction
+    from pyflink.common import Row, Types
+    from pyflink.datastream import KeyedBroadcastProcessFunction, KeyedProcessFunction
     from pyflink.datastream.state import ValueStateDescriptor
 
     from impetus.detect.suppression import close_windows, next_deadline, suppress_step
@@ -278,8 +299,9 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
 
     stateless = getattr(logic, "STATELESS", False) and suppress_window_ms <= 0
     raw_topic, raw_schema, raw_tenants, raw_parse, raw_dead_letters = intake_of or (None,) * 5
+    handoff_tag, handoff_select = handoff or (None, None)
 
-    class Detector(KeyedBroadcastProcessFunction):
+    class Detector(KeyedProcessFunction if handed else KeyedBroadcastProcessFunction):
         def open(self, runtime_context):
             self.state = runtime_context.get_state(ValueStateDescriptor("detector", Types.PICKLED_BYTE_ARRAY()))
             metrics = runtime_context.get_metrics_group()
@@ -298,7 +320,9 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             if intake_of is not None:  # the intake's checks and metrics, as intake() has them
                 self.admission = Admission(job, raw_topic, raw_schema, raw_tenants, raw_parse, runtime_context)
 
-        def _rules(self, ctx) -> RuleBook:
+        def _rules(self, ctx):
+            if handed:
+                return HandedRule(None)  # a timer's: the logic's own state holds what it judges by
             # Rebuilt once per task start: the snapshot taken at submission, then what the
             # broadcast state holds (restored from a checkpoint, or delivered since start).
             if self.book is None:
@@ -341,7 +365,11 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                 if value is None:
                     return
             stamp = ctx.timestamp()
-            if intake_of is None:
+            book = None
+            if handed:
+                (doc, rule), late, topic = value, False, None
+                book = HandedRule(rule)
+            elif intake_of is None:
                 doc, late, topic = value
             else:
                 topic = raw_topic
@@ -355,7 +383,7 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                 counted[1] += bool(late)
             if stamp is not None and (self.newest is None or stamp > self.newest):
                 self.newest = stamp
-            book = self._rules(ctx)
+            book = book or self._rules(ctx)
             # a logic that keeps nothing, without suppression, never has state to read (one call less per event)
             held = {} if stateless else (self.state.value() or {})
             logic_state, alerts = logic.on_event(held.get("logic"), doc, book, stamp)
@@ -375,7 +403,7 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                 if now - self.tallied_at >= 1.0:
                     self.tallied_at = now
                     yield from self._tallies()
-            yield from self._emit(ctx, held, logic_state, alerts)
+            yield from self._emit(ctx, held, logic_state, alerts, book=book)
 
         def _tallies(self):
             for topic, (processed, late) in self.tally.items():
@@ -397,7 +425,7 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             held = dict(held, suppress=suppression, timer=None)
             yield from self._emit(ctx, held, logic_state, alerts, follow_ups, fired_at=timestamp)
 
-        def _emit(self, ctx, held, logic_state, alerts, ready=(), fired_at=None):
+        def _emit(self, ctx, held, logic_state, alerts, ready=(), fired_at=None, book=None):
             suppression = held.get("suppress")
             out = list(ready)
             for alert in alerts:
@@ -430,6 +458,10 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             for alert in out:
                 self.metric_alerts.inc()
                 yield json.dumps(alert, ensure_ascii=False)
+                if handoff_tag is not None and fired_at is None:
+                    pair = handoff_select(alert, book)
+                    if pair is not None:
+                        yield handoff_tag, Row(*pair)
 
     return Detector()
 

@@ -160,28 +160,31 @@ def _dead_letters(settings, job: str, spec: Input, options: JobOptions, letters)
 
 
 def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions, rules, descriptor, name: str,
-               logic, initial_rules, defaults, key_fields: tuple[str, ...] | None = None):
+               logic, initial_rules, defaults, key_fields: tuple[str, ...] | None = None, handoff=None):
     """Each input's raw messages straight into a detector that checks them itself (``intake_of`` of
     :func:`impetus.operators.detector`): one Python call per message. The messages are keyed in the JVM
     (:func:`impetus.flink.key_in_jvm`), without a Python call: by ``key_fields`` of the JSON document (the
     fields ``logic.key`` joins, e.g. ``("tenant", "sensor_id", "kind")``), with suppression as in
     :func:`detect`; or, without ``key_fields``, by a hash of the message text and without suppression, for a
-    logic that keeps nothing per key (its alerts then go through :func:`suppressed`). Returns (alerts as JSON
-    str, tallies, dead-letter streams).
+    logic that keeps nothing per key (its alerts then go through :func:`suppressed`). ``handoff(alert, rules)``:
+    alerts for a next stage, ``(key, (alert, rule))`` or None (:func:`impetus.operators.detector`), for
+    :func:`detect_handed`. Returns (alerts as JSON str, tallies, dead-letter streams, the handed-over pairs or None).
     """
     from pyflink.common import Types
     from pyflink.datastream import OutputTag
 
-    from impetus.flink import jvm_key, key_in_jvm
+    from impetus.flink import jvm_key, key_in_jvm, pair_type
     from impetus.operators import detector
 
     suppress_ms = int(options.suppress_minutes * 60_000) if key_fields else 0
-    alerts, tallies, dead = [], [], []
+    alerts, tallies, dead, handed = [], [], [], []
     for spec in inputs:
         topic = options.topics[spec.topic]
         dead_letters = OutputTag(f"dead-letters-{topic}", Types.STRING())
+        handed_tag = OutputTag(f"handed-{topic}", pair_type()) if handoff else None
         function = detector(job, logic, descriptor, initial_rules, defaults, suppress_ms, options.out_of_orderness_ms,
-                            intake_of=(topic, spec.schema, frozenset(options.tenants), spec.parse, dead_letters))
+                            intake_of=(topic, spec.schema, frozenset(options.tenants), spec.parse, dead_letters),
+                            handoff=(handed_tag, handoff) if handoff else None)
         keyed = key_in_jvm(_source(env, settings, spec, options), jvm_key(settings, key_fields),
                            f"key {topic} by {'|'.join(key_fields) if key_fields else 'text hash'}")
         out = (keyed.connect(rules)
@@ -190,10 +193,28 @@ def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions
                .name(f"{name}: {topic}")
                .uid((name if len(inputs) == 1 else f"{name}-{spec.topic}").replace(" ", "-")))
         dead.append(_dead_letters(settings, job, spec, options, out.get_side_output(dead_letters)))
+        if handoff:
+            handed.append(out.get_side_output(handed_tag))
         found, counted = _alerts_and_tallies(out, f"{name}: {topic}")
         alerts.append(found)
         tallies.append(counted)
-    return _union(alerts), _union(tallies), dead
+    return _union(alerts), _union(tallies), dead, _union(handed) if handed else None
+
+
+def detect_handed(pairs, job: str, name: str, logic, options: JobOptions, initial_rules, defaults):
+    """The ``(key, (alert, rule))`` pairs a detector handed over (:func:`detect_raw` with ``handoff``) through a
+    one-input detector keyed by those keys, each alert judged by the rule handed with it (no rules broadcast of
+    its own, so Flink can chain it to the detector before it: one operator thread for both). Returns (alerts as
+    JSON str, tallies), as :func:`detect`."""
+    from pyflink.common import Types
+
+    from impetus.flink import keyed_pairs
+    from impetus.operators import detector
+
+    function = detector(job, logic, None, initial_rules, defaults, int(options.suppress_minutes * 60_000),
+                        options.out_of_orderness_ms, handed=True)
+    out = keyed_pairs(pairs).process(function, output_type=Types.STRING()).name(name).uid(name.replace(" ", "-"))
+    return _alerts_and_tallies(out, name)
 
 
 def suppressed(alerts, settings, rules, descriptor, job: str, options: JobOptions, initial_rules, defaults):

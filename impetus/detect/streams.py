@@ -11,7 +11,6 @@ State per key is plain picklable data; rules come from a :class:`impetus.rules.R
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 
 from impetus.detect import thresholds, urban
@@ -96,25 +95,25 @@ class SensorWatch:
 class AreaWatch:
     """Per area (tenant, area): bursts of urban anomalies at several counters -> one area alert.
 
-    Input: the ``urban_anomaly`` alerts of :class:`SensorWatch`. State: the burst state of
+    Input: the ``urban_anomaly`` alerts of :class:`SensorWatch` (in the Flink job, handed over by the sensor
+    watch with the tenant's ``area_burst`` rule: :meth:`handed`). State: the burst state of
     :func:`impetus.detect.urban.area_burst_step` and the params it was judged with.
     """
-
-    # the key's fields (location.area: the area inside the alert's location), as the JVM computes it
-    KEY_FIELDS = ("tenant", "location.area")
 
     @staticmethod
     def key(anomaly: dict) -> str:
         return f"{anomaly['tenant']}|{(anomaly.get('location') or {}).get('area', '')}"
 
     @staticmethod
-    def decode(text: str):
-        """One of the sensor watch's alerts (JSON): ``(alert, False, None)`` for an urban anomaly with an area,
-        else None (not the area watch's concern)."""
-        alert = json.loads(text)
-        if alert["category"] == "urban_anomaly" and (alert.get("location") or {}).get("area"):
-            return alert, False, None
-        return None
+    def handed(alert: dict, book) -> tuple[str, tuple[dict, dict]] | None:
+        """What the sensor watch hands the area watch of one of its alerts (``impetus.operators.detector``'s
+        ``handoff``): ``(key, (alert, the tenant's area_burst rule))`` for an urban anomaly with an area while
+        that rule is on, else None (not the area watch's concern)."""
+        area = (alert.get("location") or {}).get("area")
+        if alert["category"] != "urban_anomaly" or not area:
+            return None
+        rule = book.single(alert["tenant"], "area_burst")
+        return None if rule is None else (AreaWatch.key(alert), (alert, rule))
 
     def on_event(self, state, anomaly, book, ts_ms=None):
         rule = book.single(anomaly["tenant"], "area_burst")

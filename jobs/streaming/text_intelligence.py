@@ -37,8 +37,8 @@ def build(env, settings, options, rules, descriptor, initial_rules):
     from impetus.rules import defaults_from, rule_kinds
 
     defaults = defaults_from(rule_kinds(), ["threat_language"])
-    alerts, tallies, dead_letters = detect_raw(env, settings, JOB_NAME, INPUTS, options, rules, descriptor,
-                                               "post watch", PostWatch(), initial_rules, defaults)
+    alerts, tallies, dead_letters, _ = detect_raw(env, settings, JOB_NAME, INPUTS, options, rules, descriptor,
+                                                  "post watch", PostWatch(), initial_rules, defaults)
     sink_alerts(suppressed(alerts, settings, rules, descriptor, JOB_NAME, options, initial_rules, defaults),
                 settings, JOB_NAME, options)
     account(settings, JOB_NAME, options, [tallies], dead_letters)

@@ -20,7 +20,7 @@ restart (``impetus rules --help``).
 
 from __future__ import annotations
 
-from impetus.streaming import Input, account, detect_json, detect_raw, run_job, sink_alerts
+from impetus.streaming import Input, account, detect_handed, detect_raw, run_job, sink_alerts
 
 JOB_NAME = "urban_anomalies"
 INPUTS = [Input("sensors.readings", "sensors.readings")]
@@ -55,13 +55,13 @@ def build(env, settings, options, rules, descriptor, initial_rules):
     kinds = rule_kinds()
     defaults = defaults_from(kinds, ["urban_anomaly", "silent_sensor", "area_burst"])
     watch = SensorWatch(dict(settings.sensor_thresholds), load_baseline(settings))
-    # each reading checked and watched in one Python call, keyed by its sensor in the JVM
-    sensor_alerts, tallies, dead_letters = detect_raw(env, settings, JOB_NAME, INPUTS, options, rules, descriptor,
-                                                      "sensor watch", watch, initial_rules, defaults,
-                                                      key_fields=SensorWatch.KEY_FIELDS)
-    # the sensor watch's alerts, keyed by area in the JVM; the area watch takes the urban anomalies among them
-    area_alerts, _ = detect_json(sensor_alerts, settings, rules, descriptor, JOB_NAME, "area watch", AreaWatch(),
-                                 options, initial_rules, defaults)
+    # each reading checked and watched in one Python call, keyed by its sensor in the JVM; the urban anomalies
+    # with an area handed to the area watch keyed by their area, with the tenant's area_burst rule
+    sensor_alerts, tallies, dead_letters, anomalies = detect_raw(
+        env, settings, JOB_NAME, INPUTS, options, rules, descriptor, "sensor watch", watch, initial_rules, defaults,
+        key_fields=SensorWatch.KEY_FIELDS, handoff=AreaWatch.handed)
+    # one input (the rule comes with each anomaly), so Flink runs it on the sensor watch's operator thread
+    area_alerts, _ = detect_handed(anomalies, JOB_NAME, "area watch", AreaWatch(), options, initial_rules, defaults)
     sink_alerts(sensor_alerts.union(area_alerts), settings, JOB_NAME, options)
     account(settings, JOB_NAME, options, [tallies], dead_letters)
 
