@@ -56,7 +56,7 @@ def intake(job: str, source_topic: str, schema: str, known_tenants: list[str], p
 
     class Intake(ProcessFunction):
         def open(self, runtime_context):
-            self.admission = Admission(job, source_topic, schema, tenants, parse, runtime_context)
+            self.admission = Admission(job, (source_topic, schema, tenants, parse, dead_letters), runtime_context)
 
         def process_element(self, value, ctx):
             doc, late, letter = self.admission(value, ctx.timestamp(), ctx)
@@ -73,10 +73,12 @@ def intake(job: str, source_topic: str, schema: str, known_tenants: list[str], p
 class Admission:
     """An operator's intake of one topic's raw messages: the check (:func:`admit`), the late flag
     (:class:`LateCheck`) and the intake's metrics: ``messages_in`` (brought up to date about once a second,
-    not with a call per message), ``messages_dead_lettered``, ``messages_late``."""
+    not with a call per message), ``messages_dead_lettered``, ``messages_late``. ``intake_of``: ``(topic, schema,
+    known tenants, parse, dead-letter OutputTag)``; the tag is ``dead_letters``, for the operator to emit to."""
 
-    def __init__(self, job: str, topic: str, schema: str, tenants: frozenset[str], parse, runtime_context):
-        self.job, self.topic, self.schema, self.tenants, self.parse = job, topic, schema, tenants, parse
+    def __init__(self, job: str, intake_of: tuple, runtime_context):
+        self.job = job
+        self.topic, self.schema, self.tenants, self.parse, self.dead_letters = intake_of
         metrics = runtime_context.get_metrics_group()
         self.metric_in = metrics.counter("messages_in")
         self.metric_dead = metrics.counter("messages_dead_lettered")
@@ -298,7 +300,6 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
     from impetus.rules import RuleBook, check_rule
 
     stateless = getattr(logic, "STATELESS", False) and suppress_window_ms <= 0
-    raw_topic, raw_schema, raw_tenants, raw_parse, raw_dead_letters = intake_of or (None,) * 5
     handoff_tag, handoff_select = handoff or (None, None)
 
     class Detector(KeyedProcessFunction if handed else KeyedBroadcastProcessFunction):
@@ -318,7 +319,7 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             self.final_sent = False
             self.armed = False  # the end-of-input timer is registered (this start of the instance)
             if intake_of is not None:  # the intake's checks and metrics, as intake() has them
-                self.admission = Admission(job, raw_topic, raw_schema, raw_tenants, raw_parse, runtime_context)
+                self.admission = Admission(job, intake_of, runtime_context)
 
         def _rules(self, ctx):
             if handed:
@@ -372,10 +373,10 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             elif intake_of is None:
                 doc, late, topic = value
             else:
-                topic = raw_topic
+                topic = self.admission.topic
                 doc, late, letter = self.admission(value, stamp, ctx)
                 if letter is not None:
-                    yield raw_dead_letters, letter
+                    yield self.admission.dead_letters, letter
                     return
             if topic is not None:
                 counted = self.tally.setdefault(topic, [0, 0])
@@ -490,12 +491,10 @@ def batch_scorer(job: str, logic, rules_descriptor, batch_size: int, max_wait_ms
     from pyflink.datastream import KeyedBroadcastProcessFunction
     from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
-    raw_topic, raw_schema, raw_tenants, raw_parse, raw_dead_letters = intake_of or (None,) * 5
-
     class BatchScorer(KeyedBroadcastProcessFunction):
         def open(self, runtime_context):
             if intake_of is not None:
-                self.admission = Admission(job, raw_topic, raw_schema, raw_tenants, raw_parse, runtime_context)
+                self.admission = Admission(job, intake_of, runtime_context)
             self.pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
             # (records waiting, processing-time deadline, event-time deadline) of the current key
             self.batch = runtime_context.get_state(ValueStateDescriptor("batch", Types.PICKLED_BYTE_ARRAY()))
@@ -527,9 +526,9 @@ def batch_scorer(job: str, logic, rules_descriptor, batch_size: int, max_wait_ms
             if intake_of is not None:
                 doc, late, letter = self.admission(value, stamp, ctx)
                 if letter is not None:
-                    yield raw_dead_letters, letter
+                    yield self.admission.dead_letters, letter
                     return
-                value = (doc, late, raw_topic)
+                value = (doc, late, self.admission.topic)
             self._restore(ctx)
             count, wake_at, due_at = self.batch.value() or (0, None, None)
             if count + 1 >= batch_size:

@@ -173,32 +173,45 @@ def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions
     from pyflink.common import Types
     from pyflink.datastream import OutputTag
 
-    from impetus.flink import jvm_key, key_in_jvm, pair_type
+    from impetus.flink import jvm_key, pair_type
     from impetus.operators import detector
 
     suppress_ms = int(options.suppress_minutes * 60_000) if key_fields else 0
     alerts, tallies, dead, handed = [], [], [], []
     for spec in inputs:
         topic = options.topics[spec.topic]
-        dead_letters = OutputTag(f"dead-letters-{topic}", Types.STRING())
+        keyed, intake_of = _raw_keyed(env, settings, spec, options, jvm_key(settings, key_fields),
+                                      "|".join(key_fields) if key_fields else "text hash")
         handed_tag = OutputTag(f"handed-{topic}", pair_type()) if handoff else None
         function = detector(job, logic, descriptor, initial_rules, defaults, suppress_ms, options.out_of_orderness_ms,
-                            intake_of=(topic, spec.schema, frozenset(options.tenants), spec.parse, dead_letters),
-                            handoff=(handed_tag, handoff) if handoff else None)
-        keyed = key_in_jvm(_source(env, settings, spec, options), jvm_key(settings, key_fields),
-                           f"key {topic} by {'|'.join(key_fields) if key_fields else 'text hash'}")
+                            intake_of=intake_of, handoff=(handed_tag, handoff) if handoff else None)
         out = (keyed.connect(rules)
                .process(function, output_type=Types.STRING())
                # one input: the uid detect() gives a detector of that name, so that its state restores either way
                .name(f"{name}: {topic}")
                .uid((name if len(inputs) == 1 else f"{name}-{spec.topic}").replace(" ", "-")))
-        dead.append(_dead_letters(settings, job, spec, options, out.get_side_output(dead_letters)))
+        dead.append(_dead_letters(settings, job, spec, options, out.get_side_output(intake_of[-1])))
         if handoff:
             handed.append(out.get_side_output(handed_tag))
         found, counted = _alerts_and_tallies(out, f"{name}: {topic}")
         alerts.append(found)
         tallies.append(counted)
     return _union(alerts), _union(tallies), dead, _union(handed) if handed else None
+
+
+def _raw_keyed(env, settings, spec: Input, options: JobOptions, function, described: str):
+    """(one input's raw messages keyed in the JVM by ``function`` (:func:`impetus.flink.jvm_key`), the
+    ``intake_of`` an operator that checks them itself is given: ``(topic, schema, known tenants, parse,
+    dead-letter OutputTag)``, :class:`impetus.operators.Admission`)."""
+    from pyflink.common import Types
+    from pyflink.datastream import OutputTag
+
+    from impetus.flink import key_in_jvm
+
+    topic = options.topics[spec.topic]
+    intake_of = (topic, spec.schema, frozenset(options.tenants), spec.parse,
+                 OutputTag(f"dead-letters-{topic}", Types.STRING()))
+    return key_in_jvm(_source(env, settings, spec, options), function, f"key {topic} by {described}"), intake_of
 
 
 def detect_handed(pairs, job: str, name: str, logic, options: JobOptions, initial_rules, defaults):
@@ -229,8 +242,7 @@ def suppressed(alerts, settings, rules, descriptor, job: str, options: JobOption
 def detect_json(stream, settings, rules, descriptor, job: str, name: str, logic, options: JobOptions, initial_rules,
                 defaults):
     """``stream`` of JSON documents written by another stage (e.g. alerts) through a detector, keyed in the JVM by
-    ``logic.KEY_FIELDS`` (:func:`impetus.flink.key_in_jvm`, no Python call to key them) and decoded by
-    ``logic.decode(text)`` (``(doc, late, source topic)``, or None to pass a document by), else ``json.loads``.
+    ``logic.KEY_FIELDS`` (:func:`impetus.flink.key_in_jvm`, no Python call to key them).
 
     Returns (alerts as JSON str, tallies), as :func:`detect`."""
     from pyflink.common import Types
@@ -238,9 +250,8 @@ def detect_json(stream, settings, rules, descriptor, job: str, name: str, logic,
     from impetus.flink import jvm_key, key_in_jvm
     from impetus.operators import detector
 
-    decode = getattr(logic, "decode", None) or _json_document
     function = detector(job, logic, descriptor, initial_rules, defaults, int(options.suppress_minutes * 60_000),
-                        options.out_of_orderness_ms, decode=decode)
+                        options.out_of_orderness_ms, decode=_json_document)
     keyed = key_in_jvm(stream, jvm_key(settings, logic.KEY_FIELDS), f"key by {'|'.join(logic.KEY_FIELDS)}")
     out = (keyed.connect(rules)
            .process(function, output_type=Types.STRING())
@@ -262,24 +273,17 @@ def score_in_batches(env, settings, job: str, spec: Input, options: JobOptions, 
     (BENCHMARKS.md, "Cyber: keys from the stage before"). Returns (the scored records as
     ``Row(key_out(doc), (doc, late, topic))`` pairs for :func:`detect_pairs`, dead letters wired to
     ``<topic>.dlq``)."""
-    from pyflink.common import Types
-    from pyflink.datastream import OutputTag
-
-    from impetus.flink import jvm_key, key_in_jvm, pair_type
+    from impetus.flink import jvm_key, pair_type
     from impetus.operators import batch_scorer
 
-    topic = options.topics[spec.topic]
-    dead_letters = OutputTag(f"dead-letters-{topic}", Types.STRING())
-    function = batch_scorer(job, logic, descriptor, batch_size, max_wait_ms, key_out=key_out,
-                            intake_of=(topic, spec.schema, frozenset(options.tenants), spec.parse, dead_letters))
-    raw = _source(env, settings, spec, options)
-    parallelism = raw.get_execution_environment().get_parallelism()
-    keyed = key_in_jvm(raw, jvm_key(settings, buckets=1 if parallelism == 1 else 8 * parallelism),
-                       f"key {topic} by text hash")
+    parallelism = env.get_parallelism()
+    keyed, intake_of = _raw_keyed(env, settings, spec, options,
+                                  jvm_key(settings, buckets=1 if parallelism == 1 else 8 * parallelism), "text hash")
+    function = batch_scorer(job, logic, descriptor, batch_size, max_wait_ms, key_out=key_out, intake_of=intake_of)
     scored = (keyed.connect(rules)
               .process(function, output_type=pair_type())
-              .name(f"{name}: {topic}").uid(name.replace(" ", "-")))
-    return scored, _dead_letters(settings, job, spec, options, scored.get_side_output(dead_letters))
+              .name(f"{name}: {options.topics[spec.topic]}").uid(name.replace(" ", "-")))
+    return scored, _dead_letters(settings, job, spec, options, scored.get_side_output(intake_of[-1]))
 
 
 def _union(streams):
