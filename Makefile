@@ -44,7 +44,7 @@ $(VENV)/.synced: requirements.lock setup.cfg pyproject.toml
 	@PYTHON=$(PYTHON) infra/scripts/python-env.sh
 	@touch $@
 
-# impetus's own Flink functions (keys computed in the JVM), compiled against the environment's PyFlink
+# impetus's own Flink functions (keys, timestamps and bundles made in the JVM), compiled against the environment's PyFlink
 FLINK_FUNCTIONS := $(JARS)/flink/impetus-flink-functions.jar
 jars: $(JARS)/.fetched $(FLINK_FUNCTIONS)
 $(JARS)/.fetched: infra/jvm/pom.xml $(wildcard infra/jvm/*/pom.xml) $(MAVEN_SETTINGS)

@@ -251,6 +251,38 @@ def key_in_jvm(stream, function, name: str):
     return _keyed_pairs(paired.name(name), Types.STRING(), Types.STRING(), stream)
 
 
+def bundle_type():
+    """The records :func:`bundle_in_jvm` hands a keyed function: ``Row(messages, timestamps)``, one key's raw
+    messages in arrival order with each one's timestamp (``impetus.operators.NO_TIMESTAMP`` for none)."""
+    from pyflink.common import Types
+
+    return Types.ROW([Types.BASIC_ARRAY(Types.STRING()), Types.PRIMITIVE_ARRAY(Types.LONG())])
+
+
+def bundle_in_jvm(stream, settings: Settings, function, name: str, max_count: int, max_wait_ms: int, uid: str):
+    """``stream`` (str messages) keyed by the key ``function`` (:func:`jvm_key`) computes, in bundles of one key's
+    messages (:func:`bundle_type`), all in the JVM (``io.impetus.flink.Bundle``).
+
+    A bundle leaves at ``max_count`` messages, ``max_wait_ms`` after the oldest waiting arrived, and whenever a
+    watermark or a checkpoint barrier comes (so a message waits at most ``max_wait_ms`` and the bundler keeps
+    no state). For a keyed Python function that takes a bundle in one call: in ``thread`` mode the call, with
+    its keyed-state access and timer, costs several times the Python work on a message. At parallelism 1 the
+    bundles stay on the thread of the source (declared keyed in place); above it the messages are hashed to
+    their subtask by key before bundling and the bundles again after.
+    """
+    from pyflink.common import Types
+    from pyflink.java_gateway import get_gateway
+
+    gateway = get_gateway()
+    paired = stream._j_data_stream.map(function, Types.ROW([Types.STRING(), Types.STRING()]).get_java_type_info())
+    paired = paired.name(name)
+    if not _single(stream):  # each key's messages on one subtask before they are bundled
+        paired = paired.keyBy(gateway.jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
+    bundles = paired.transform(f"bundle {name}", Types.ROW([Types.STRING(), bundle_type()]).get_java_type_info(),
+                               jvm_functions(settings).Bundle(max_count, max_wait_ms)).uid(uid)
+    return _keyed_pairs(bundles, Types.STRING(), bundle_type(), stream)
+
+
 def latest_checkpoint(settings: Settings, job_name: str) -> str | None:
     """The newest completed checkpoint of ``job_name`` (any earlier run), or None.
 

@@ -37,6 +37,8 @@ WATERMARK_REFRESH_S = 0.05
 TALLY = "tally"
 # Flink's watermark at the end of a bounded input (Long.MAX_VALUE)
 END_OF_INPUT = 2 ** 63 - 1
+# the timestamp of a message without one in a bundle (io.impetus.flink.Bundle: Long.MIN_VALUE)
+NO_TIMESTAMP = -2 ** 63
 
 
 def intake(job: str, source_topic: str, schema: str, known_tenants: list[str], parse=None, key=None):
@@ -262,7 +264,7 @@ def is_tally(text: str) -> bool:
 
 def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], defaults: dict[str, dict],
              suppress_window_ms: int, out_of_orderness_ms: int, intake_of=None, decode=None, handoff=None,
-             handed=False):
+             handed=False, bundled=False):
     """A KeyedBroadcastProcessFunction running ``logic`` per key, with rules and suppression.
 
     ``intake_of``: None, the input is ``(doc, late, source topic)`` from :func:`intake`; or
@@ -280,6 +282,11 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
     before it, so both run on one operator thread (in ``thread`` mode, one thread less taking turns on the
     interpreter lock). Alerts of timers (suppression follow-ups, silence) are not handed over: PyFlink's
     ``thread`` mode drops side outputs emitted from ``on_timer``.
+
+    ``bundled`` (with ``intake_of``): the input is bundles of one key's raw messages, ``Row(messages,
+    timestamps)`` (:func:`impetus.flink.bundle_in_jvm`), taken in one call: each message is checked and judged
+    in turn with its own timestamp, as if it had come alone, and the key's state is read, written and its
+    timer registered once per bundle instead of once per message.
 
     When a bounded input ends, Flink advances the watermark to the end of time and every
     pending timer fires. Timers up to the watermark the data itself implies (newest event
@@ -361,36 +368,49 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             yield  # a generator, like every PyFlink process method
 
         def process_element(self, value, ctx):
-            if decode is not None:
-                value = decode(value)
-                if value is None:
-                    return
-            stamp = ctx.timestamp()
-            book = None
-            if handed:
-                (doc, rule), late, topic = value, False, None
-                book = HandedRule(rule)
-            elif intake_of is None:
-                doc, late, topic = value
+            if bundled:
+                messages, stamps = value[0], value[1]
+                items = zip(messages, [None if s == NO_TIMESTAMP else s for s in stamps])
             else:
-                topic = self.admission.topic
-                doc, late, letter = self.admission(value, stamp, ctx)
-                if letter is not None:
-                    yield self.admission.dead_letters, letter
-                    return
-            if topic is not None:
-                counted = self.tally.setdefault(topic, [0, 0])
-                counted[0] += 1
-                counted[1] += bool(late)
-            if stamp is not None and (self.newest is None or stamp > self.newest):
-                self.newest = stamp
-            book = book or self._rules(ctx)
-            # a logic that keeps nothing, without suppression, never has state to read (one call less per event)
-            held = {} if stateless else (self.state.value() or {})
-            logic_state, alerts = logic.on_event(held.get("logic"), doc, book, stamp)
-            if late:
-                for alert in alerts:
-                    alert.setdefault("evidence", {})["late_event"] = True
+                items = ((value, ctx.timestamp()),)
+            book = held = topic = None
+            logic_state = suppression = None
+            out = []
+            for value, stamp in items:
+                if decode is not None:
+                    value = decode(value)
+                    if value is None:
+                        continue
+                if handed:
+                    (doc, rule), late, topic = value, False, None
+                    book = HandedRule(rule)
+                elif intake_of is None:
+                    doc, late, topic = value
+                else:
+                    topic = self.admission.topic
+                    doc, late, letter = self.admission(value, stamp, ctx)
+                    if letter is not None:
+                        yield self.admission.dead_letters, letter
+                        continue
+                if topic is not None:
+                    counted = self.tally.setdefault(topic, [0, 0])
+                    counted[0] += 1
+                    counted[1] += bool(late)
+                if stamp is not None and (self.newest is None or stamp > self.newest):
+                    self.newest = stamp
+                if book is None:
+                    book = self._rules(ctx)
+                if held is None:
+                    # a logic that keeps nothing, without suppression, never has state to read (one call less)
+                    held = {} if stateless else (self.state.value() or {})
+                    logic_state, suppression = held.get("logic"), held.get("suppress")
+                logic_state, alerts = logic.on_event(logic_state, doc, book, stamp)
+                if late:
+                    for alert in alerts:
+                        alert.setdefault("evidence", {})["late_event"] = True
+                suppression = self._suppress(suppression, alerts, out, book)
+            if held is None:
+                return  # nothing but dead letters
             if topic is not None:
                 if not self.armed:
                     # One timer at the end of time, on the first key this instance sees after it starts: it
@@ -404,7 +424,7 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                 if now - self.tallied_at >= 1.0:
                     self.tallied_at = now
                     yield from self._tallies()
-            yield from self._emit(ctx, held, logic_state, alerts, book=book)
+            yield from self._emit(ctx, held, logic_state, suppression, out)
 
         def _tallies(self):
             for topic, (processed, late) in self.tally.items():
@@ -423,20 +443,25 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                             and (implied is None or timestamp > implied))
             logic_state, alerts = logic.on_timer(held.get("logic"), timestamp, book, end_of_input)
             suppression, follow_ups = close_windows(held.get("suppress"), timestamp)
-            held = dict(held, suppress=suppression, timer=None)
-            yield from self._emit(ctx, held, logic_state, alerts, follow_ups, fired_at=timestamp)
+            out = [(alert, None) for alert in follow_ups]
+            suppression = self._suppress(suppression, alerts, out, None)
+            yield from self._emit(ctx, dict(held, timer=None), logic_state, suppression, out, fired_at=timestamp)
 
-        def _emit(self, ctx, held, logic_state, alerts, ready=(), fired_at=None, book=None):
-            suppression = held.get("suppress")
-            out = list(ready)
+        def _suppress(self, suppression, alerts, out, book):
+            """``alerts`` through suppression into ``out`` as ``(alert, book)``; returns the suppression state."""
             for alert in alerts:
                 if suppress_window_ms > 0:
                     suppression, passed = suppress_step(suppression, alert, suppress_window_ms)
                     if alert not in passed:
                         self.metric_suppressed.inc()
-                    out.extend(passed)
+                    out.extend((each, book) for each in passed)
                 else:
-                    out.append(alert)
+                    out.append((alert, book))
+            return suppression
+
+        def _emit(self, ctx, held, logic_state, suppression, out, fired_at=None):
+            """The key's timer and state after an event, a bundle or a timer, then its alerts out (``(alert, the
+            rules it was judged by)``; handed over too when an event raised it)."""
             deadline = min((d for d in (logic.deadline(logic_state), next_deadline(suppression)) if d is not None),
                            default=None)
             if deadline is not None and fired_at is not None and deadline <= fired_at:
@@ -456,7 +481,7 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                     self.state.clear()
             else:
                 self.state.update({"logic": logic_state, "suppress": suppression, "timer": timer})
-            for alert in out:
+            for alert, book in out:
                 self.metric_alerts.inc()
                 yield json.dumps(alert, ensure_ascii=False)
                 if handoff_tag is not None and fired_at is None:

@@ -160,7 +160,8 @@ def _dead_letters(settings, job: str, spec: Input, options: JobOptions, letters)
 
 
 def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions, rules, descriptor, name: str,
-               logic, initial_rules, defaults, key_fields: tuple[str, ...] | None = None, handoff=None):
+               logic, initial_rules, defaults, key_fields: tuple[str, ...] | None = None, handoff=None,
+               bundle: tuple[int, int] | None = None):
     """Each input's raw messages straight into a detector that checks them itself (``intake_of`` of
     :func:`impetus.operators.detector`): one Python call per message. The messages are keyed in the JVM
     (:func:`impetus.flink.key_in_jvm`), without a Python call: by ``key_fields`` of the JSON document (the
@@ -168,8 +169,16 @@ def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions
     :func:`detect`; or, without ``key_fields``, by a hash of the message text and without suppression, for a
     logic that keeps nothing per key (its alerts then go through :func:`suppressed`). ``handoff(alert, rules)``:
     alerts for a next stage, ``(key, (alert, rule))`` or None (:func:`impetus.operators.detector`), for
-    :func:`detect_handed`. Returns (alerts as JSON str, tallies, dead-letter streams, the handed-over pairs or None).
+    :func:`detect_handed`. ``bundle``: ``(max_count, max_wait_ms)``, the messages handed to the detector in
+    bundles of one key's (:func:`impetus.flink.bundle_in_jvm`), one Python call per bundle; without
+    ``key_fields``, hashed to one key at parallelism 1 (so bundles keep the arrival order), else to
+    :func:`_hash_keys`. Bundles of keys with a state that other keys' alerts meet downstream would reorder
+    those alerts across keys by as much event time as a bundle spans (BENCHMARKS.md, "Bundles"), so only
+    a logic that keeps nothing per key takes them. Returns (alerts as JSON str, tallies, dead-letter streams,
+    the handed-over pairs or None).
     """
+    if bundle is not None and key_fields:
+        raise ValueError("detect_raw: bundles are for a logic that keeps nothing per key (no key_fields)")
     from pyflink.common import Types
     from pyflink.datastream import OutputTag
 
@@ -180,11 +189,14 @@ def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions
     alerts, tallies, dead, handed = [], [], [], []
     for spec in inputs:
         topic = options.topics[spec.topic]
-        keyed, intake_of = _raw_keyed(env, settings, spec, options, jvm_key(settings, key_fields),
-                                      "|".join(key_fields) if key_fields else "text hash")
+        function = (jvm_key(settings, key_fields) if key_fields
+                    else jvm_key(settings, buckets=_hash_keys(env) if bundle else 128))
+        keyed, intake_of = _raw_keyed(env, settings, spec, options, function,
+                                      "|".join(key_fields) if key_fields else "text hash", bundle)
         handed_tag = OutputTag(f"handed-{topic}", pair_type()) if handoff else None
         function = detector(job, logic, descriptor, initial_rules, defaults, suppress_ms, options.out_of_orderness_ms,
-                            intake_of=intake_of, handoff=(handed_tag, handoff) if handoff else None)
+                            intake_of=intake_of, handoff=(handed_tag, handoff) if handoff else None,
+                            bundled=bundle is not None)
         out = (keyed.connect(rules)
                .process(function, output_type=Types.STRING())
                # one input: the uid detect() gives a detector of that name, so that its state restores either way
@@ -199,19 +211,24 @@ def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions
     return _union(alerts), _union(tallies), dead, _union(handed) if handed else None
 
 
-def _raw_keyed(env, settings, spec: Input, options: JobOptions, function, described: str):
-    """(one input's raw messages keyed in the JVM by ``function`` (:func:`impetus.flink.jvm_key`), the
-    ``intake_of`` an operator that checks them itself is given: ``(topic, schema, known tenants, parse,
-    dead-letter OutputTag)``, :class:`impetus.operators.Admission`)."""
+def _raw_keyed(env, settings, spec: Input, options: JobOptions, function, described: str,
+               bundle: tuple[int, int] | None = None):
+    """(one input's raw messages keyed in the JVM by ``function`` (:func:`impetus.flink.jvm_key`), in bundles per
+    key with ``bundle`` (:func:`impetus.flink.bundle_in_jvm`), the ``intake_of`` an operator that checks them
+    itself is given: ``(topic, schema, known tenants, parse, dead-letter OutputTag)``,
+    :class:`impetus.operators.Admission`)."""
     from pyflink.common import Types
     from pyflink.datastream import OutputTag
 
-    from impetus.flink import key_in_jvm
+    from impetus.flink import bundle_in_jvm, key_in_jvm
 
     topic = options.topics[spec.topic]
     intake_of = (topic, spec.schema, frozenset(options.tenants), spec.parse,
                  OutputTag(f"dead-letters-{topic}", Types.STRING()))
-    return key_in_jvm(_source(env, settings, spec, options), function, f"key {topic} by {described}"), intake_of
+    source, name = _source(env, settings, spec, options), f"key {topic} by {described}"
+    if bundle is None:
+        return key_in_jvm(source, function, name), intake_of
+    return bundle_in_jvm(source, settings, function, name, *bundle, uid=f"bundle-{spec.topic}"), intake_of
 
 
 def detect_handed(pairs, job: str, name: str, logic, options: JobOptions, initial_rules, defaults):
@@ -276,14 +293,20 @@ def score_in_batches(env, settings, job: str, spec: Input, options: JobOptions, 
     from impetus.flink import jvm_key, pair_type
     from impetus.operators import batch_scorer
 
-    parallelism = env.get_parallelism()
-    keyed, intake_of = _raw_keyed(env, settings, spec, options,
-                                  jvm_key(settings, buckets=1 if parallelism == 1 else 8 * parallelism), "text hash")
+    keyed, intake_of = _raw_keyed(env, settings, spec, options, jvm_key(settings, buckets=_hash_keys(env)),
+                                  "text hash")
     function = batch_scorer(job, logic, descriptor, batch_size, max_wait_ms, key_out=key_out, intake_of=intake_of)
     scored = (keyed.connect(rules)
               .process(function, output_type=pair_type())
               .name(f"{name}: {options.topics[spec.topic]}").uid(name.replace(" ", "-")))
     return scored, _dead_letters(settings, job, spec, options, scored.get_side_output(intake_of[-1]))
+
+
+def _hash_keys(env) -> int:
+    """Keys for records hashed only to be handled together (batches, bundles): one at parallelism 1, which
+    keeps them in arrival order, else 8 per parallel instance so that the instances share them."""
+    parallelism = env.get_parallelism()
+    return 1 if parallelism == 1 else 8 * parallelism
 
 
 def _union(streams):

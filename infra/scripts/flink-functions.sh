@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds impetus's own Flink functions (infra/jvm/flink-functions: keys computed in the JVM) into
+# Builds impetus's own Flink functions (infra/jvm/flink-functions: keys, timestamps, bundles) into
 # one jar beside the fetched Flink jars, so that every job ships it with pipeline.jars. Compiled
 # against the Flink of the Python environment (PyFlink's flink-dist), so the two never disagree.
 #   infra/scripts/flink-functions.sh OUT.jar

@@ -24,21 +24,26 @@ INPUTS = [Input("social.posts", "social.posts"), Input("cti.posts", "cti.posts")
 OUT_OF_ORDERNESS_S = 5.0
 # PyFlink execution mode (impetus.flink.stream_environment): Python inside the JVM
 PYTHON_MODE = "thread"
+# posts reach the post watch in bundles of up to this many (one Python call each), held at most this long
+# (and never past a watermark or checkpoint): impetus.flink.bundle_in_jvm
+POSTS_BUNDLE = 64
+POSTS_BUNDLE_WAIT_MS = 10
 
 
 def build(env, settings, options, rules, descriptor, initial_rules):
     """Wire each topic's posts -> post watch (checks and analyses each post) -> suppression per post ->
     alert sinks onto ``env``.
 
-    Nothing is kept per post, so the watch takes the raw messages (one Python call per post) and only
-    its alerts are keyed, by post, for suppression.
+    Nothing is kept per post, so the watch takes the raw messages in bundles (one Python call per bundle, in
+    arrival order at parallelism 1) and only its alerts are keyed, by post, for suppression.
     """
     from impetus.detect.streams import PostWatch
     from impetus.rules import defaults_from, rule_kinds
 
     defaults = defaults_from(rule_kinds(), ["threat_language"])
     alerts, tallies, dead_letters, _ = detect_raw(env, settings, JOB_NAME, INPUTS, options, rules, descriptor,
-                                                  "post watch", PostWatch(), initial_rules, defaults)
+                                                  "post watch", PostWatch(), initial_rules, defaults,
+                                                  bundle=(POSTS_BUNDLE, POSTS_BUNDLE_WAIT_MS))
     sink_alerts(suppressed(alerts, settings, rules, descriptor, JOB_NAME, options, initial_rules, defaults),
                 settings, JOB_NAME, options)
     account(settings, JOB_NAME, options, [tallies], dead_letters)
