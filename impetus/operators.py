@@ -41,16 +41,14 @@ END_OF_INPUT = 2 ** 63 - 1
 NO_TIMESTAMP = -2 ** 63
 
 
-def intake(job: str, source_topic: str, schema: str, known_tenants: list[str], parse=None, key=None):
+def intake(job: str, source_topic: str, schema: str, known_tenants: list[str], parse=None):
     """(ProcessFunction, dead-letter OutputTag) for messages of ``source_topic``.
 
     ``parse(doc)`` may enrich a valid document (e.g. parse the syslog line in it); a
     ValueError it raises dead-letters the message with the error as the reason.
-    Emits ``(doc, late, source_topic)`` tuples; with ``key``, ``Row(key(doc), (doc, late, source_topic))``
-    pairs for :func:`impetus.flink.keyed_pairs`, so that the next operator is keyed without a Python call of
-    its own (declare ``output_type=impetus.flink.pair_type()``).
+    Emits ``(doc, late, source_topic)`` tuples.
     """
-    from pyflink.common import Row, Types
+    from pyflink.common import Types
     from pyflink.datastream import OutputTag, ProcessFunction
 
     dead_letters = OutputTag(f"dead-letters-{source_topic}", Types.STRING())
@@ -64,10 +62,8 @@ def intake(job: str, source_topic: str, schema: str, known_tenants: list[str], p
             doc, late, letter = self.admission(value, ctx.timestamp(), ctx)
             if letter is not None:
                 yield dead_letters, letter
-            elif key is None:
-                yield doc, late, source_topic
             else:
-                yield Row(key(doc), (doc, late, source_topic))
+                yield doc, late, source_topic
 
     return Intake(), dead_letters
 
@@ -492,37 +488,28 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
     return Detector()
 
 
-def batch_scorer(job: str, logic, rules_descriptor, batch_size: int, max_wait_ms: int, intake_of=None,
-                 key_out=None):
-    """A KeyedBroadcastProcessFunction handing ``(doc, late, topic)`` records to ``logic.score`` in batches.
+def batch_scorer(job: str, logic, rules_descriptor, intake_of, key_out=None):
+    """A KeyedBroadcastProcessFunction handing bundles of raw messages, checked, to ``logic.score`` in one call.
 
-    For models that cost about as much per call as per batch (e.g. :class:`impetus.detect.streams.FlowScoring`):
-    records are kept in keyed list state (checkpointed, so none is lost or repeated across a
-    restore) and scored together when ``batch_size`` of a key are waiting, ``max_wait_ms`` after
-    the first of them arrived, or when the watermark reaches the earliest of them (an event-time
-    timer), whichever comes first. The last keeps event time intact: Flink fires the timer before
-    it passes the watermark on, so no record is held back past a watermark that covers it (the
-    operator after this one would otherwise see it as late). Records leave in arrival order per key,
-    stamped with the time of whatever flushed them (so the downstream operator gets no event time
-    from them: the documents carry their own). The broadcast side takes ``models.control``
-    announcements and switches ``logic``'s model like :func:`detector` does (rules are ignored).
-
-    ``intake_of``: as for :func:`detector`, the input is the raw messages of one topic, checked here (dead letters
-    to the tag, late ones flagged) instead of by an :func:`intake` of their own. ``key_out``: records leave as
-    ``Row(key_out(doc), (doc, late, topic))`` pairs, keyed for the next operator without a Python call of its
-    own (:func:`impetus.flink.keyed_pairs`; declare ``output_type=impetus.flink.pair_type()``).
+    For models that cost about as much per call as per batch (e.g. :class:`impetus.detect.streams.FlowScoring`);
+    ``logic`` None: the messages are only checked (an intake taking bundles).
+    The input is the bundles :func:`impetus.flink.bundle_in_jvm` gathers in the JVM, ``Row(messages,
+    timestamps)``; ``intake_of`` is as for :func:`detector`: each message is checked here (dead letters to the tag,
+    late ones flagged by their own timestamp) and the valid ones are scored together. The bundler, not this
+    function, decides when a batch is complete (full, after a wait, before a watermark is passed on, before a
+    checkpoint barrier), so nothing waits in Flink state here and a restored job neither loses nor repeats a
+    record. Records leave in arrival order, as ``(doc, late, topic)``, or with ``key_out`` as ``Row(key_out(doc),
+    (doc, late, topic))`` pairs keyed for the next operator without a Python call of its own
+    (:func:`impetus.flink.keyed_pairs`; declare ``output_type=impetus.flink.pair_type()``). The broadcast side
+    takes ``models.control`` announcements and switches ``logic``'s model like :func:`detector` does (rules are
+    ignored).
     """
-    from pyflink.common import Row, Types
+    from pyflink.common import Row
     from pyflink.datastream import KeyedBroadcastProcessFunction
-    from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
     class BatchScorer(KeyedBroadcastProcessFunction):
         def open(self, runtime_context):
-            if intake_of is not None:
-                self.admission = Admission(job, intake_of, runtime_context)
-            self.pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
-            # (records waiting, processing-time deadline, event-time deadline) of the current key
-            self.batch = runtime_context.get_state(ValueStateDescriptor("batch", Types.PICKLED_BYTE_ARRAY()))
+            self.admission = Admission(job, intake_of, runtime_context)
             metrics = runtime_context.get_metrics_group()
             self.metric_batches = metrics.counter("batches_scored")
             self.metric_bad = metrics.counter("control_messages_rejected")
@@ -547,48 +534,20 @@ def batch_scorer(job: str, logic, rules_descriptor, batch_size: int, max_wait_ms
             yield  # a generator, like every PyFlink process method
 
         def process_element(self, value, ctx):
-            stamp = ctx.timestamp()
-            if intake_of is not None:
-                doc, late, letter = self.admission(value, stamp, ctx)
+            self._restore(ctx)
+            admitted = []
+            for message, stamp in zip(value[0], value[1]):
+                doc, late, letter = self.admission(message, None if stamp == NO_TIMESTAMP else stamp, ctx)
                 if letter is not None:
                     yield self.admission.dead_letters, letter
-                    return
-                value = (doc, late, self.admission.topic)
-            self._restore(ctx)
-            count, wake_at, due_at = self.batch.value() or (0, None, None)
-            if count + 1 >= batch_size:
-                yield from self._flush(ctx, [*self.pending.get(), value], wake_at, due_at)
+                else:
+                    admitted.append((doc, late))
+            if not admitted:
                 return
-            self.pending.add(value)
-            timers = ctx.timer_service()
-            if wake_at is None:
-                wake_at = timers.current_processing_time() + max_wait_ms
-                timers.register_processing_time_timer(wake_at)
-            stamp = END_OF_INPUT - 1 if stamp is None else stamp
-            if due_at is None or stamp < due_at:
-                if due_at is not None:
-                    timers.delete_event_time_timer(due_at)
-                timers.register_event_time_timer(stamp)
-                due_at = stamp
-            self.batch.update((count + 1, wake_at, due_at))
-
-        def on_timer(self, timestamp, ctx):
-            self._restore(ctx)  # a restored job may fire a timer for restored records before any new one arrives
-            count, wake_at, due_at = self.batch.value() or (0, None, None)
-            if count:
-                yield from self._flush(ctx, list(self.pending.get()), wake_at, due_at)
-
-        def _flush(self, ctx, values, wake_at, due_at):
-            timers = ctx.timer_service()
-            if wake_at is not None:
-                timers.delete_processing_time_timer(wake_at)
-            if due_at is not None:
-                timers.delete_event_time_timer(due_at)
-            self.pending.clear()
-            self.batch.clear()
             self.metric_batches.inc()
-            scored = logic.score([doc for doc, _, _ in values])
-            for doc, (_, late, topic) in zip(scored, values):
+            topic = self.admission.topic
+            docs = [doc for doc, _ in admitted]
+            for doc, (_, late) in zip(docs if logic is None else logic.score(docs), admitted):
                 yield (doc, late, topic) if key_out is None else Row(key_out(doc), (doc, late, topic))
 
     return BatchScorer()

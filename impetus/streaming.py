@@ -117,19 +117,15 @@ def intake_streams(env, settings, job: str, inputs: list[Input], options: JobOpt
     return _union(streams), dead
 
 
-def intake_each(env, settings, job: str, inputs: list[Input], options: JobOptions, key=None):
-    """(validated docs of each input, in the order of ``inputs``; dead-letter streams), as :func:`intake_streams`.
-
-    ``key``: the docs come out as ``Row(key(doc), (doc, late, topic))`` pairs, for a detector keyed by ``key``
-    without a Python call of its own (:func:`detect_pairs`)."""
-    from impetus.flink import pair_type
+def intake_each(env, settings, job: str, inputs: list[Input], options: JobOptions):
+    """(validated docs of each input, in the order of ``inputs``; dead-letter streams), as :func:`intake_streams`."""
     from impetus.operators import intake
 
     streams, dead = [], []
     for spec in inputs:
         topic = options.topics[spec.topic]
-        function, dead_letters = intake(job, topic, spec.schema, options.tenants, spec.parse, key=key)
-        valid = _source(env, settings, spec, options).process(function, output_type=pair_type() if key else None) \
+        function, dead_letters = intake(job, topic, spec.schema, options.tenants, spec.parse)
+        valid = _source(env, settings, spec, options).process(function) \
             .name(f"validate {topic}").uid(f"validate-{spec.topic}")
         dead.append(_dead_letters(settings, job, spec, options, valid.get_side_output(dead_letters)))
         streams.append(valid)
@@ -283,20 +279,20 @@ def _json_document(text: str):
 def score_in_batches(env, settings, job: str, spec: Input, options: JobOptions, rules, descriptor, name: str, logic,
                      batch_size: int, max_wait_ms: int, key_out):
     """One input's raw messages checked and scored in batches (:func:`impetus.operators.batch_scorer` with its
-    own intake), each batch of documents handed to ``logic.score``. Batches are kept per key: the messages are
-    keyed in the JVM by a hash of their text into one key at parallelism 1, else 8 per parallel instance (so that
-    the instances share them). Fewer keys, fuller batches: a model call costs about as much for a few records as
-    for a few hundred, so 16 keys at parallelism 1 spent most of the stage's time on calls for small batches
-    (BENCHMARKS.md, "Cyber: keys from the stage before"). Returns (the scored records as
-    ``Row(key_out(doc), (doc, late, topic))`` pairs for :func:`detect_pairs`, dead letters wired to
-    ``<topic>.dlq``)."""
+    own intake), each batch of documents handed to ``logic.score`` in one Python call (``logic`` None: checked
+    only, as an intake in bundles). The batches are bundles gathered in the JVM (:func:`impetus.flink.bundle_in_jvm`:
+    up to ``batch_size`` messages, at most ``max_wait_ms`` after the oldest arrived, and always before a watermark
+    or a checkpoint barrier passes), keyed by a hash of the text into :func:`_hash_keys`: one key at parallelism 1,
+    so they keep the arrival order. A model call costs about as much for a few records as for a few hundred
+    (BENCHMARKS.md, "Cyber: keys from the stage before"). Returns (the records as ``Row(key_out(doc), (doc, late,
+    topic))`` pairs for :func:`detect_pairs`, dead letters wired to ``<topic>.dlq``)."""
     from impetus.flink import jvm_key, pair_type
     from impetus.operators import batch_scorer
 
-    keyed, intake_of = _raw_keyed(env, settings, spec, options, jvm_key(settings, buckets=_hash_keys(env)),
-                                  "text hash")
-    function = batch_scorer(job, logic, descriptor, batch_size, max_wait_ms, key_out=key_out, intake_of=intake_of)
-    scored = (keyed.connect(rules)
+    bundles, intake_of = _raw_keyed(env, settings, spec, options, jvm_key(settings, buckets=_hash_keys(env)),
+                                    "text hash", (batch_size, max_wait_ms))
+    function = batch_scorer(job, logic, descriptor, intake_of, key_out=key_out)
+    scored = (bundles.connect(rules)
               .process(function, output_type=pair_type())
               .name(f"{name}: {options.topics[spec.topic]}").uid(name.replace(" ", "-")))
     return scored, _dead_letters(settings, job, spec, options, scored.get_side_output(intake_of[-1]))
@@ -328,7 +324,7 @@ def detect(stream, rules, descriptor, job: str, name: str, logic, options: JobOp
 def detect_pairs(pairs, rules, descriptor, job: str, name: str, logic, options: JobOptions, initial_rules,
                  defaults):
     """As :func:`detect`, for ``Row(key, (doc, late, source topic))`` pairs whose key the stage before computed
-    (:func:`intake_each` with ``key``, :func:`score_in_batches`): no Python call to key them."""
+    (:func:`score_in_batches`, with or without a model): no Python call to key them."""
     from impetus.flink import keyed_pairs
 
     return _detect_keyed(keyed_pairs(pairs), rules, descriptor, job, name, logic, options, initial_rules, defaults)

@@ -463,8 +463,8 @@ class FlowScoring(FlowModel):
 
     The flow-anomaly model (an ONNX IsolationForest of about 2,000 graph nodes) costs about
     0.4 ms a call whatever the batch size up to a few hundred rows, so scoring flows one at a time
-    was most of the cyber job's time. :func:`impetus.operators.batch_scorer` collects flows (per hash
-    bucket of their text, :func:`impetus.streaming.score_in_batches`) and hands them here; each comes back
+    was most of the cyber job's time. :func:`impetus.operators.batch_scorer` takes flows in batches gathered
+    in the JVM (:func:`impetus.streaming.score_in_batches`) and hands them here; each comes back
     with ``flow_score``: ``{"score", "model": {"name", "version", "threshold"}}``, or None while no model is
     loaded (the schema of ``network.flows`` forbids the field in a message, so only this sets it).
     """

@@ -23,7 +23,7 @@ that fail validation go to ``<topic>.dlq`` with the reason; counts of every run 
 from __future__ import annotations
 
 from impetus.detect.streams import syslog_event
-from impetus.streaming import Input, account, detect_pairs, intake_each, run_job, score_in_batches, sink_alerts
+from impetus.streaming import Input, account, detect_pairs, run_job, score_in_batches, sink_alerts
 
 JOB_NAME = "cyber_threats"
 INPUTS = [Input("security.syslog", "security.syslog", parse=syslog_event),
@@ -36,6 +36,9 @@ PYTHON_MODE = "thread"
 # flows are scored this many at a time at most, waiting at most this long for a batch to fill
 FLOW_BATCH = 256
 FLOW_BATCH_WAIT_MS = 20
+# syslog lines are checked and parsed this many at a time at most, waiting at most this long
+LINES_BUNDLE = 64
+LINES_BUNDLE_WAIT_MS = 10
 
 
 def load_flow_scorer(settings):
@@ -62,8 +65,11 @@ def build(env, settings, options, rules, descriptor, initial_rules):
 
     defaults = defaults_from(rule_kinds(), ["brute_force", "sudo_brute_force", "port_scan", "flow_anomaly"])
     syslog, flows = INPUTS
-    # each stage before the source watch computes its key as it emits a record: no Python key selector
-    (lines,), dead_letters = intake_each(env, settings, JOB_NAME, [syslog], options, key=SourceWatch.key)
+    # each stage before the source watch computes its key as it emits a record: no Python key selector.
+    # Syslog lines checked and parsed in bundles gathered in the JVM, one Python call per bundle
+    lines, line_dead_letters = score_in_batches(env, settings, JOB_NAME, syslog, options, rules, descriptor,
+                                                "syslog intake", None, LINES_BUNDLE, LINES_BUNDLE_WAIT_MS,
+                                                key_out=SourceWatch.key)
     # raw flows checked and scored in batches, one model call per batch (impetus.detect.streams.FlowScoring)
     scored, flow_dead_letters = score_in_batches(env, settings, JOB_NAME, flows, options, rules, descriptor,
                                                  "flow scoring", FlowScoring(load_flow_scorer(settings)), FLOW_BATCH,
@@ -71,7 +77,7 @@ def build(env, settings, options, rules, descriptor, initial_rules):
     alerts, tallies = detect_pairs(lines.union(scored), rules, descriptor, JOB_NAME, "source watch",
                                    SourceWatch(scored_upstream=True), options, initial_rules, defaults)
     sink_alerts(alerts, settings, JOB_NAME, options)
-    account(settings, JOB_NAME, options, [tallies], dead_letters + [flow_dead_letters])
+    account(settings, JOB_NAME, options, [tallies], [line_dead_letters, flow_dead_letters])
 
 
 def main(argv=None):
