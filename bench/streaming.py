@@ -15,7 +15,8 @@ For each job (urban_anomalies, cyber_threats, text_intelligence) on the same pri
   that rate and at a light load, with ``--delivery at-least-once`` and ``exactly-once`` (what is sent
   and which alert is timed: ``PROBES``).
 
-Figures are ratios within one run on one machine; they are reported, never asserted.
+Figures are ratios within one run on one machine; they are reported, never asserted. Every run starts the job
+scripts of this checkout afresh: do not edit it while a benchmark runs.
 Results go to bench/results/<timestamp>.json (and a PNG chart next to it); BENCHMARKS.md
 holds the command and the table of a run.
 
