@@ -253,6 +253,11 @@ def _keep_control(job: str, value: str, broadcast_state, rejected) -> dict | Non
     return doc
 
 
+def bundle_items(bundle):
+    """``(message, timestamp or None)`` of each message of a bundle (:func:`impetus.flink.bundle_type`)."""
+    return zip(bundle[0], [None if stamp == NO_TIMESTAMP else stamp for stamp in bundle[1]])
+
+
 def is_tally(text: str) -> bool:
     """Whether a detector's output is a tally (a JSON array) rather than an alert (a JSON object)."""
     return text.startswith("[")
@@ -364,11 +369,7 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             yield  # a generator, like every PyFlink process method
 
         def process_element(self, value, ctx):
-            if bundled:
-                messages, stamps = value[0], value[1]
-                items = zip(messages, [None if s == NO_TIMESTAMP else s for s in stamps])
-            else:
-                items = ((value, ctx.timestamp()),)
+            items = bundle_items(value) if bundled else ((value, ctx.timestamp()),)
             book = held = topic = None
             logic_state = suppression = None
             out = []
@@ -536,8 +537,8 @@ def batch_scorer(job: str, logic, rules_descriptor, intake_of, key_out=None):
         def process_element(self, value, ctx):
             self._restore(ctx)
             admitted = []
-            for message, stamp in zip(value[0], value[1]):
-                doc, late, letter = self.admission(message, None if stamp == NO_TIMESTAMP else stamp, ctx)
+            for message, stamp in bundle_items(value):
+                doc, late, letter = self.admission(message, stamp, ctx)
                 if letter is not None:
                     yield self.admission.dead_letters, letter
                 else:

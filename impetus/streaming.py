@@ -159,19 +159,18 @@ def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions
                logic, initial_rules, defaults, key_fields: tuple[str, ...] | None = None, handoff=None,
                bundle: tuple[int, int] | None = None):
     """Each input's raw messages straight into a detector that checks them itself (``intake_of`` of
-    :func:`impetus.operators.detector`): one Python call per message. The messages are keyed in the JVM
+    :func:`impetus.operators.detector`): one Python call per message (or bundle). The messages are keyed in the JVM
     (:func:`impetus.flink.key_in_jvm`), without a Python call: by ``key_fields`` of the JSON document (the
     fields ``logic.key`` joins, e.g. ``("tenant", "sensor_id", "kind")``), with suppression as in
     :func:`detect`; or, without ``key_fields``, by a hash of the message text and without suppression, for a
     logic that keeps nothing per key (its alerts then go through :func:`suppressed`). ``handoff(alert, rules)``:
     alerts for a next stage, ``(key, (alert, rule))`` or None (:func:`impetus.operators.detector`), for
-    :func:`detect_handed`. ``bundle``: ``(max_count, max_wait_ms)``, the messages handed to the detector in
-    bundles of one key's (:func:`impetus.flink.bundle_in_jvm`), one Python call per bundle; without
-    ``key_fields``, hashed to one key at parallelism 1 (so bundles keep the arrival order), else to
-    :func:`_hash_keys`. Bundles of keys with a state that other keys' alerts meet downstream would reorder
-    those alerts across keys by as much event time as a bundle spans (BENCHMARKS.md, "Bundles"), so only
-    a logic that keeps nothing per key takes them. Returns (alerts as JSON str, tallies, dead-letter streams,
-    the handed-over pairs or None).
+    :func:`detect_handed`. Without ``key_fields`` the hash keys are :func:`_hash_keys` (one at parallelism 1, so
+    arrival order is kept). ``bundle``: ``(max_count, max_wait_ms)``, the messages handed to the detector in
+    bundles of one key's (:func:`impetus.flink.bundle_in_jvm`), one Python call per bundle; only for a logic that
+    keeps nothing per key: bundles of per-entity keys would reorder messages across keys by as much event time
+    as a bundle spans (BENCHMARKS.md, "Bundles gathered in the JVM"). Returns (alerts as JSON str, tallies,
+    dead-letter streams, the handed-over pairs or None).
     """
     if bundle is not None and key_fields:
         raise ValueError("detect_raw: bundles are for a logic that keeps nothing per key (no key_fields)")
@@ -185,8 +184,7 @@ def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions
     alerts, tallies, dead, handed = [], [], [], []
     for spec in inputs:
         topic = options.topics[spec.topic]
-        function = (jvm_key(settings, key_fields) if key_fields
-                    else jvm_key(settings, buckets=_hash_keys(env) if bundle else 128))
+        function = jvm_key(settings, key_fields, buckets=_hash_keys(env))
         keyed, intake_of = _raw_keyed(env, settings, spec, options, function,
                                       "|".join(key_fields) if key_fields else "text hash", bundle)
         handed_tag = OutputTag(f"handed-{topic}", pair_type()) if handoff else None

@@ -77,9 +77,8 @@ public final class Bundle extends AbstractStreamOperator<Row>
             waiting.remove(key);
             emit(key, bundle);
         } else if (!timerSet) {
-            ProcessingTimeCallback self = this;
             getProcessingTimeService().registerTimer(
-                    getProcessingTimeService().getCurrentProcessingTime() + maxWaitMs, self);
+                    getProcessingTimeService().getCurrentProcessingTime() + maxWaitMs, this);
             timerSet = true;
         }
     }
