@@ -207,16 +207,19 @@ def jvm_functions(settings: Settings):
     return get_gateway().jvm.io.impetus.flink
 
 
-def jvm_key(settings: Settings, fields: list[str] | tuple[str, ...] | None = None, buckets: int = 128):
+def jvm_key(settings: Settings, fields: list[str] | tuple[str, ...] | None = None, buckets: int | None = None):
     """A JVM function pairing each raw message with its key (``Row(key, message)``), for :func:`key_in_jvm`.
 
     ``fields``: the JSON document's fields (dotted paths allowed) joined by ``|``, e.g. ``tenant|sensor_id|kind``
     (the key impetus.detect.streams computes in Python); a message that is not JSON or lacks a field gets
-    empty parts (the checks downstream dead-letter it). None: a stable hash of the text modulo ``buckets``,
-    for a function that keeps nothing per message.
+    empty parts (the checks downstream dead-letter it). With ``buckets`` as well, that key hashed into so many
+    buckets (each entity's messages under one key, many entities per key). Without ``fields``: a stable hash of
+    the text modulo ``buckets`` (default 128), for a function that keeps nothing per message.
     """
     functions = jvm_functions(settings)
-    return functions.KeyByFields(",".join(fields)) if fields else functions.KeyByHash(buckets)
+    if fields:
+        return functions.KeyByFields(",".join(fields), buckets or 0)
+    return functions.KeyByHash(buckets or 128)
 
 
 def stamped_now(stream, settings: Settings):
@@ -259,13 +262,16 @@ def bundle_type():
     return Types.ROW([Types.BASIC_ARRAY(Types.STRING()), Types.PRIMITIVE_ARRAY(Types.LONG())])
 
 
-def bundle_in_jvm(stream, settings: Settings, function, name: str, max_count: int, max_wait_ms: int, uid: str):
+def bundle_in_jvm(stream, settings: Settings, function, name: str, max_count: int, max_wait_ms: int, uid: str,
+                  max_span_ms: int = 0):
     """``stream`` (str messages) keyed by the key ``function`` (:func:`jvm_key`) computes, in bundles of one key's
     messages (:func:`bundle_type`), all in the JVM (``io.impetus.flink.Bundle``).
 
     A bundle leaves at ``max_count`` messages, ``max_wait_ms`` after the oldest waiting arrived, and whenever a
     watermark or a checkpoint barrier comes (so a message waits at most ``max_wait_ms`` and the bundler keeps
-    no state). For a keyed Python function that takes a bundle in one call: in ``thread`` mode the call, with
+    no state). ``max_span_ms`` (0: none): a key's bundle also leaves before a message more than that much event
+    time from those waiting, so that bundles of different keys, taken in turn, reorder messages by no more than
+    about that. For a keyed Python function that takes a bundle in one call: in ``thread`` mode the call, with
     its keyed-state access and timer, costs several times the Python work on a message. At parallelism 1 the
     bundles stay on the thread of the source (declared keyed in place); above it the messages are hashed to
     their subtask by key before bundling and the bundles again after.
@@ -279,7 +285,7 @@ def bundle_in_jvm(stream, settings: Settings, function, name: str, max_count: in
     if not _single(stream):  # each key's messages on one subtask before they are bundled
         paired = paired.keyBy(gateway.jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
     bundles = paired.transform(f"bundle {name}", Types.ROW([Types.STRING(), bundle_type()]).get_java_type_info(),
-                               jvm_functions(settings).Bundle(max_count, max_wait_ms)).uid(uid)
+                               jvm_functions(settings).Bundle(max_count, max_wait_ms, max_span_ms)).uid(uid)
     return _keyed_pairs(bundles, Types.STRING(), bundle_type(), stream)
 
 

@@ -157,7 +157,7 @@ def _dead_letters(settings, job: str, spec: Input, options: JobOptions, letters)
 
 def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions, rules, descriptor, name: str,
                logic, initial_rules, defaults, key_fields: tuple[str, ...] | None = None, handoff=None,
-               bundle: tuple[int, int] | None = None):
+               bundle: tuple[int, ...] | None = None):
     """Each input's raw messages straight into a detector that checks them itself (``intake_of`` of
     :func:`impetus.operators.detector`): one Python call per message (or bundle). The messages are keyed in the JVM
     (:func:`impetus.flink.key_in_jvm`), without a Python call: by ``key_fields`` of the JSON document (the
@@ -165,28 +165,34 @@ def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions
     :func:`detect`; or, without ``key_fields``, by a hash of the message text and without suppression, for a
     logic that keeps nothing per key (its alerts then go through :func:`suppressed`). ``handoff(alert, rules)``:
     alerts for a next stage, ``(key, (alert, rule))`` or None (:func:`impetus.operators.detector`), for
-    :func:`detect_handed`. Without ``key_fields`` the hash keys are :func:`_hash_keys` (one at parallelism 1, so
-    arrival order is kept). ``bundle``: ``(max_count, max_wait_ms)``, the messages handed to the detector in
-    bundles of one key's (:func:`impetus.flink.bundle_in_jvm`), one Python call per bundle; only for a logic that
-    keeps nothing per key: bundles of per-entity keys would reorder messages across keys by as much event time
-    as a bundle spans (BENCHMARKS.md, "Bundles gathered in the JVM"). Returns (alerts as JSON str, tallies,
-    dead-letter streams, the handed-over pairs or None).
+    :func:`detect_handed`. Hash keys are :func:`_hash_keys` (one at parallelism 1, so arrival order is kept).
+
+    ``bundle``: ``(max_count, max_wait_ms)`` or ``(max_count, max_wait_ms, max_span_ms)``, the messages handed to
+    the detector in bundles of one key's (:func:`impetus.flink.bundle_in_jvm`), one Python call per bundle.
+    With ``key_fields`` the keys are then buckets of entities (their ``key_fields`` hashed into :func:`_hash_keys`
+    buckets) and ``logic`` runs per entity inside them (:class:`impetus.detect.streams.Entities`): bundles of one
+    entity's messages would reorder messages across entities by as much event time as a bundle spans
+    (BENCHMARKS.md, "Bundles gathered in the JVM"), a bucket's bundle keeps the arrival order of its entities'
+    messages, and at parallelism 1 all share one bucket. Returns (alerts as JSON str, tallies, dead-letter streams,
+    the handed-over pairs or None).
     """
-    if bundle is not None and key_fields:
-        raise ValueError("detect_raw: bundles are for a logic that keeps nothing per key (no key_fields)")
     from pyflink.common import Types
     from pyflink.datastream import OutputTag
 
+    from impetus.detect.streams import Entities
     from impetus.flink import jvm_key, pair_type
     from impetus.operators import detector
 
     suppress_ms = int(options.suppress_minutes * 60_000) if key_fields else 0
+    buckets = _hash_keys(env) if bundle is not None or not key_fields else None
+    if bundle is not None and key_fields:
+        logic = Entities(logic)
     alerts, tallies, dead, handed = [], [], [], []
     for spec in inputs:
         topic = options.topics[spec.topic]
-        function = jvm_key(settings, key_fields, buckets=_hash_keys(env))
-        keyed, intake_of = _raw_keyed(env, settings, spec, options, function,
-                                      "|".join(key_fields) if key_fields else "text hash", bundle)
+        function = jvm_key(settings, key_fields, buckets=buckets)
+        described = ("|".join(key_fields) + (" buckets" if buckets else "")) if key_fields else "text hash"
+        keyed, intake_of = _raw_keyed(env, settings, spec, options, function, described, bundle)
         handed_tag = OutputTag(f"handed-{topic}", pair_type()) if handoff else None
         function = detector(job, logic, descriptor, initial_rules, defaults, suppress_ms, options.out_of_orderness_ms,
                             intake_of=intake_of, handoff=(handed_tag, handoff) if handoff else None,
@@ -206,7 +212,7 @@ def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions
 
 
 def _raw_keyed(env, settings, spec: Input, options: JobOptions, function, described: str,
-               bundle: tuple[int, int] | None = None):
+               bundle: tuple[int, ...] | None = None):
     """(one input's raw messages keyed in the JVM by ``function`` (:func:`impetus.flink.jvm_key`), in bundles per
     key with ``bundle`` (:func:`impetus.flink.bundle_in_jvm`), the ``intake_of`` an operator that checks them
     itself is given: ``(topic, schema, known tenants, parse, dead-letter OutputTag)``,
@@ -222,7 +228,9 @@ def _raw_keyed(env, settings, spec: Input, options: JobOptions, function, descri
     source, name = _source(env, settings, spec, options), f"key {topic} by {described}"
     if bundle is None:
         return key_in_jvm(source, function, name), intake_of
-    return bundle_in_jvm(source, settings, function, name, *bundle, uid=f"bundle-{spec.topic}"), intake_of
+    max_count, max_wait_ms, *span = bundle
+    return bundle_in_jvm(source, settings, function, name, max_count, max_wait_ms, uid=f"bundle-{spec.topic}",
+                         max_span_ms=span[0] if span else 0), intake_of
 
 
 def detect_handed(pairs, job: str, name: str, logic, options: JobOptions, initial_rules, defaults):

@@ -36,9 +36,11 @@ messages = json.loads(sys.stdin.read())
 by_fields = jvm_key(settings, ("tenant", "sensor_id", "kind"))
 by_area = jvm_key(settings, ("tenant", "location.area"))
 by_hash = jvm_key(settings, None, buckets=128)
+by_bucket = jvm_key(settings, ("tenant", "sensor_id", "kind"), buckets=16)
 row = by_fields.map(messages[0])
 print(json.dumps({"fields": [by_fields.keyOf(m) for m in messages], "area": [by_area.keyOf(m) for m in messages],
                   "hash": [by_hash.keyOf(m) for m in messages],
+                  "bucket": [by_bucket.map(m).getField(0) for m in messages],
                   "row": [row.getField(0), row.getField(1)]}))
 """
 
@@ -71,7 +73,11 @@ def test_jvm_keys_are_the_fields_joined_as_the_detectors_join_them_and_empty_par
 
 
 def test_jvm_hash_keys_are_crc32_of_the_utf8_text_modulo_the_buckets():
-    assert keys()["hash"] == [str(zlib.crc32(m.encode()) % 128) for m in MESSAGES]
+    found = keys()
+    assert found["hash"] == [str(zlib.crc32(m.encode()) % 128) for m in MESSAGES]
+    # bucketed field keys: the fields' key hashed, so one sensor's readings share a bucket however they are spelt
+    assert found["bucket"] == [str(zlib.crc32(key.encode()) % 16) for key in found["fields"]]
+    assert found["bucket"][0] == found["bucket"][1] and found["bucket"][2] == found["bucket"][3]
 
 
 BUNDLES = """
@@ -84,8 +90,9 @@ from impetus.flink import bundle_in_jvm, jvm_functions, jvm_key
 
 settings = load_settings()
 messages = json.loads(sys.stdin.read())
+parallelism, count, span = (int(arg) for arg in sys.argv[1:4])
 env = StreamExecutionEnvironment.get_execution_environment()
-env.set_parallelism(int(sys.argv[1]))
+env.set_parallelism(parallelism)
 env.set_python_executable(sys.executable)
 env.add_jars(settings.jars_dir.joinpath("flink", "impetus-flink-functions.jar").as_uri())
 jvm_functions(settings)
@@ -96,19 +103,26 @@ class Stamp(TimestampAssigner):
         return json.loads(value)["stamp"] if value.startswith("{") else 5000
 
 
+# with a span, no watermarks: only the count, the span and the end of the input close a bundle here
+strategy = WatermarkStrategy.no_watermarks() if span else WatermarkStrategy.for_monotonous_timestamps()
 stream = env.from_collection(messages, Types.STRING()).assign_timestamps_and_watermarks(
-    WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(Stamp()))
-bundles = bundle_in_jvm(stream, settings, jvm_key(settings, ("tenant", "sensor_id")), "key", 3, 60000, uid="bundle")
+    strategy.with_timestamp_assigner(Stamp()))
+bundles = bundle_in_jvm(stream, settings, jvm_key(settings, ("tenant", "sensor_id")), "key", count, 60000,
+                        uid="bundle", max_span_ms=span)
 out = bundles.map(lambda b: json.dumps([list(b[0]), list(b[1])]), Types.STRING())
 print(json.dumps([json.loads(text) for text in out.execute_and_collect()]))
 """
 
 
-def bundles(parallelism: int) -> tuple[list[str], list]:
-    messages = [json.dumps({"tenant": "oslo", "sensor_id": f"s{i % 3}", "n": i, "stamp": 1000 + i}) for i in range(11)]
-    messages.append("not json")  # its own key (empty parts)
-    result = subprocess.run([sys.executable, "-c", BUNDLES, str(parallelism)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300, input=json.dumps(messages), env=dict(os.environ))
+def bundles(parallelism: int, messages: list[str] | None = None, count: int = 3,
+            span: int = 0) -> tuple[list[str], list]:
+    if messages is None:
+        messages = [json.dumps({"tenant": "oslo", "sensor_id": f"s{i % 3}", "n": i, "stamp": 1000 + i})
+                    for i in range(11)]
+        messages.append("not json")  # its own key (empty parts)
+    result = subprocess.run([sys.executable, "-c", BUNDLES, str(parallelism), str(count), str(span)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300, input=json.dumps(messages),
+                            env=dict(os.environ))
     assert result.returncode == 0, result.stderr[-3000:]
     return messages, json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -133,3 +147,13 @@ def test_bundles_hold_each_keys_messages_in_order_with_their_timestamps_none_los
         # each message keeps the timestamp it had
         assert all(stamp == json.loads(t)["stamp"] for key, pairs in by_key.items() if key for t, stamp in pairs)
         assert sorted(t for pairs in by_key.values() for t, _ in pairs) == sorted(messages)
+
+
+def test_a_bundle_spans_no_more_event_time_than_its_bound():
+    stamps = [1000, 1050, 1100, 1101, 1150, 1000, 1010]
+    messages = [json.dumps({"tenant": "oslo", "sensor_id": "s0", "n": n, "stamp": stamp})
+                for n, stamp in enumerate(stamps)]
+    _, found = bundles(1, messages, count=10, span=100)
+    # 1101 is more than 100 ms after 1000, the earliest waiting; 1000 is more than 100 ms before 1150, the latest
+    assert [[json.loads(t)["n"] for t in texts] for texts, _ in found] == [[0, 1, 2], [3, 4], [5, 6]]
+    assert [stamps_ for _, stamps_ in found] == [[1000, 1050, 1100], [1101, 1150], [1000, 1010]]

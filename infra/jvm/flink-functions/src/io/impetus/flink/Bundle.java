@@ -23,6 +23,11 @@ import org.apache.flink.types.Row;
  * the watermark each message saw), before a checkpoint barrier (so this operator keeps no state and
  * a restored job repeats nothing and loses nothing) and when the input ends. Messages leave in the
  * order they arrived; each keeps its own timestamp in the bundle, and the bundle carries the latest.
+ *
+ * <p>With {@code maxSpanMs}, a key's bundle also leaves before a message whose timestamp lies more than
+ * that from the earliest or the latest one waiting: a bundle then spans a bounded stretch of event
+ * time, so bundles of different keys, taken one after another downstream, reorder messages by at most
+ * about that much event time.
  */
 public final class Bundle extends AbstractStreamOperator<Row>
         implements OneInputStreamOperator<Row, Row>, ProcessingTimeCallback {
@@ -32,6 +37,7 @@ public final class Bundle extends AbstractStreamOperator<Row>
 
     private final int maxCount;
     private final long maxWaitMs;
+    private final long maxSpanMs;
     private transient Map<String, Waiting> waiting;
     private transient boolean timerSet;
 
@@ -39,6 +45,12 @@ public final class Bundle extends AbstractStreamOperator<Row>
         final ArrayList<String> messages = new ArrayList<>();
         long[] stamps = new long[8];
         long latest = NONE;
+        long earliest = NONE;
+
+        /** Whether a message stamped {@code stamp} would make this bundle span more than {@code span} ms. */
+        boolean outspans(long stamp, long span) {
+            return stamp != NONE && latest != NONE && (stamp - earliest > span || latest - stamp > span);
+        }
 
         void add(String message, long stamp) {
             if (messages.size() == stamps.length) {
@@ -49,15 +61,24 @@ public final class Bundle extends AbstractStreamOperator<Row>
             if (stamp != NONE && stamp > latest) {
                 latest = stamp;
             }
+            if (stamp != NONE && (earliest == NONE || stamp < earliest)) {
+                earliest = stamp;
+            }
         }
     }
 
     public Bundle(int maxCount, long maxWaitMs) {
-        if (maxCount < 1 || maxWaitMs < 1) {
-            throw new IllegalArgumentException("Bundle needs maxCount >= 1 and maxWaitMs >= 1");
+        this(maxCount, maxWaitMs, 0);
+    }
+
+    /** @param maxSpanMs 0: no bound on the event time a bundle spans */
+    public Bundle(int maxCount, long maxWaitMs, long maxSpanMs) {
+        if (maxCount < 1 || maxWaitMs < 1 || maxSpanMs < 0) {
+            throw new IllegalArgumentException("Bundle needs maxCount >= 1, maxWaitMs >= 1 and maxSpanMs >= 0");
         }
         this.maxCount = maxCount;
         this.maxWaitMs = maxWaitMs;
+        this.maxSpanMs = maxSpanMs;
     }
 
     @Override
@@ -71,8 +92,18 @@ public final class Bundle extends AbstractStreamOperator<Row>
     public void processElement(StreamRecord<Row> record) throws Exception {
         Row pair = record.getValue();
         String key = (String) pair.getField(0);
-        Waiting bundle = waiting.computeIfAbsent(key, k -> new Waiting());
-        bundle.add((String) pair.getField(1), record.hasTimestamp() ? record.getTimestamp() : NONE);
+        long stamp = record.hasTimestamp() ? record.getTimestamp() : NONE;
+        Waiting bundle = waiting.get(key);
+        if (bundle != null && maxSpanMs > 0 && bundle.outspans(stamp, maxSpanMs)) {
+            waiting.remove(key);
+            emit(key, bundle);
+            bundle = null;
+        }
+        if (bundle == null) {
+            bundle = new Waiting();
+            waiting.put(key, bundle);
+        }
+        bundle.add((String) pair.getField(1), stamp);
         if (bundle.messages.size() >= maxCount) {
             waiting.remove(key);
             emit(key, bundle);

@@ -5,6 +5,9 @@ import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 import org.apache.flink.types.Row;
 
+import java.nio.charset.StandardCharsets;
+import java.util.zip.CRC32;
+
 /**
  * Pairs a raw JSON message with the key of the document in it: {@code Row(key, message)}, the key
  * being the named fields' text joined by {@code |} (e.g. {@code tenant|sensor_id|kind}); a field
@@ -16,15 +19,33 @@ import org.apache.flink.types.Row;
  * every message sends it to the dead letters with the reason. The key only has to be the same
  * for every message of one entity; it is the form impetus.detect.streams uses, so state is laid
  * out as it would be with the key computed in Python.
+ *
+ * <p>With {@code buckets}, the key is instead {@code crc32(UTF-8 bytes of that key) mod buckets}, the
+ * number as text: each entity's messages still share one key, but many entities share a key, for a
+ * keyed function that keeps its entities' state together under their bucket and takes their messages
+ * in bundles ({@link Bundle}).
  */
 public final class KeyByFields implements MapFunction<String, Row> {
     private static final long serialVersionUID = 1L;
 
     private final String[][] paths;
+    private final int buckets;
     private transient ObjectMapper mapper;
 
     /** @param fields comma-separated field names or dotted paths, in key order */
     public KeyByFields(String fields) {
+        this(fields, 0);
+    }
+
+    /**
+     * @param fields comma-separated field names or dotted paths, in key order
+     * @param buckets 0: the key is the fields' text; above 0: that text hashed into this many buckets
+     */
+    public KeyByFields(String fields, int buckets) {
+        if (buckets < 0) {
+            throw new IllegalArgumentException("buckets must be 0 (none) or more, not " + buckets);
+        }
+        this.buckets = buckets;
         String[] names = fields.split(",");
         paths = new String[names.length][];
         for (int i = 0; i < names.length; i++) {
@@ -34,10 +55,16 @@ public final class KeyByFields implements MapFunction<String, Row> {
 
     @Override
     public Row map(String message) {
-        return Row.of(keyOf(message), message);
+        String key = keyOf(message);
+        if (buckets > 0) {
+            CRC32 crc = new CRC32();
+            crc.update(key.getBytes(StandardCharsets.UTF_8));
+            key = Long.toString(crc.getValue() % buckets);
+        }
+        return Row.of(key, message);
     }
 
-    /** The key of one message ({@code ""} parts for what is missing), public for tests. */
+    /** The fields' key of one message ({@code ""} parts for what is missing; before any bucketing), public for tests. */
     public String keyOf(String message) {
         if (mapper == null) {
             mapper = new ObjectMapper();
