@@ -942,6 +942,12 @@ def main(argv=None) -> int:
     out = args.out or ROOT / "bench" / "results" / f"{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     settings = load_settings()
+    from impetus.health import broker_health
+
+    broker = broker_health(settings)
+    if not broker["ok"]:
+        print(f"bench/streaming.py: {broker['detail']}", file=sys.stderr)
+        return 2
     run = uuid.uuid4().hex[:8]
     rules = f"bench.{run}.rules"
     create_topics(settings, [rules], compacted=(rules,))
