@@ -16,7 +16,9 @@ For each job (urban_anomalies, cyber_threats, text_intelligence) on the same pri
   and which alert is timed: ``PROBES``).
 
 Figures are ratios within one run on one machine; they are reported, never asserted. Every run starts the job
-scripts of this checkout afresh: do not edit it while a benchmark runs.
+scripts of this checkout afresh: do not edit it while a benchmark runs. Runs never go side by side: a run starts
+by deleting the ``bench.`` topics earlier runs left when they were stopped. It needs the broker (``impetus stack
+up``).
 Results go to bench/results/<timestamp>.json (and a PNG chart next to it); BENCHMARKS.md
 holds the command and the table of a run.
 
@@ -156,6 +158,23 @@ def delete_topics(settings, names: list[str]) -> None:
     except Exception as err:  # noqa: BLE001 - cleanup must not hide the results
         log(f"could not delete some topics: {err}")
     admin.close()
+
+
+def remove_stale_topics(settings) -> None:
+    """Delete the ``bench.`` topics of earlier runs that were stopped before they cleaned up (a run deletes its
+    own as it goes): left behind, they hold gigabytes on the broker's disk. Benchmarks never run side by side
+    (BENCHMARKS.md), so every such topic is stale when a run starts."""
+    from impetus.topics import admin_client
+
+    admin = admin_client(settings)
+    try:
+        stale = sorted(name for name in admin.list_topics() if name.startswith("bench."))
+    finally:
+        admin.close()
+    if stale:
+        log(f"deleting {len(stale)} bench.* topics left by earlier runs that did not finish")
+        for start in range(0, len(stale), 100):
+            delete_topics(settings, stale[start:start + 100])
 
 
 def written(settings, topics: list[str]) -> int:
@@ -948,6 +967,7 @@ def main(argv=None) -> int:
     if not broker["ok"]:
         print(f"bench/streaming.py: {broker['detail']}", file=sys.stderr)
         return 2
+    remove_stale_topics(settings)
     run = uuid.uuid4().hex[:8]
     rules = f"bench.{run}.rules"
     create_topics(settings, [rules], compacted=(rules,))
