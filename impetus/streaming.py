@@ -173,8 +173,9 @@ def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions
     buckets) and ``logic`` runs per entity inside them (:class:`impetus.detect.streams.Entities`): bundles of one
     entity's messages would reorder messages across entities by as much event time as a bundle spans
     (BENCHMARKS.md, "Bundles gathered in the JVM"), a bucket's bundle keeps the arrival order of its entities'
-    messages, and at parallelism 1 all share one bucket. Returns (alerts as JSON str, tallies, dead-letter streams,
-    the handed-over pairs or None).
+    messages, and at parallelism 1 all share one bucket. ``max_span_ms`` bounds how far bundles of different
+    buckets, taken in turn, reorder messages; with one bucket it is not needed and not applied. Returns (alerts as
+    JSON str, tallies, dead-letter streams, the handed-over pairs or None).
     """
     from pyflink.common import Types
     from pyflink.datastream import OutputTag
@@ -187,6 +188,8 @@ def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions
     buckets = _hash_keys(env) if bundle is not None or not key_fields else None
     if bundle is not None and key_fields:
         logic = Entities(logic)
+    if bundle is not None and buckets == 1:
+        bundle = bundle[:2]  # one bucket keeps the arrival order whatever event time its bundles span
     alerts, tallies, dead, handed = [], [], [], []
     for spec in inputs:
         topic = options.topics[spec.topic]
