@@ -265,7 +265,7 @@ def is_tally(text: str) -> bool:
 
 def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], defaults: dict[str, dict],
              suppress_window_ms: int, out_of_orderness_ms: int, intake_of=None, decode=None, handoff=None,
-             handed=False, bundled=False):
+             handed=False, bundled=False, entities=False):
     """A KeyedBroadcastProcessFunction running ``logic`` per key, with rules and suppression.
 
     ``intake_of``: None, the input is ``(doc, late, source topic)`` from :func:`intake`; or
@@ -289,6 +289,13 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
     in turn with its own timestamp, as if it had come alone, and the key's state is read, written and its
     timer registered once per bundle instead of once per message.
 
+    ``entities`` (with ``bundled``): the Flink key is a bucket of entities (their key hashed in the JVM,
+    :func:`impetus.flink.jvm_key` with ``buckets``), so that one bundle holds several entities' messages in
+    arrival order. Each entity keeps its own record (logic state, suppression, timer) in a Flink MapState under
+    ``logic.key(doc)``, read once and written once per bundle that touches it, so the cost of a bundle does not
+    grow with the entities a bucket holds; a second MapState lists, per timer moment, the entities waiting for
+    it. Each entity is judged exactly as under a Flink key of its own.
+
     When a bounded input ends, Flink advances the watermark to the end of time and every
     pending timer fires. Timers up to the watermark the data itself implies (newest event
     time seen minus the tolerated disorder) are judged as usual; only those beyond it are
@@ -302,7 +309,7 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
     """
     from pyflink.common import Row, Types
     from pyflink.datastream import KeyedBroadcastProcessFunction, KeyedProcessFunction
-    from pyflink.datastream.state import ValueStateDescriptor
+    from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
     from impetus.detect.suppression import close_windows, next_deadline, suppress_step
     from impetus.rules import RuleBook, check_rule
@@ -313,6 +320,11 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
     class Detector(KeyedProcessFunction if handed else KeyedBroadcastProcessFunction):
         def open(self, runtime_context):
             self.state = runtime_context.get_state(ValueStateDescriptor("detector", Types.PICKLED_BYTE_ARRAY()))
+            if entities:
+                self.entities = runtime_context.get_map_state(
+                    MapStateDescriptor("entities", Types.STRING(), Types.PICKLED_BYTE_ARRAY()))
+                self.due = runtime_context.get_map_state(
+                    MapStateDescriptor("entities-due", Types.LONG(), Types.PICKLED_BYTE_ARRAY()))
             metrics = runtime_context.get_metrics_group()
             self.metric_alerts = metrics.counter("alerts_out")
             self.metric_suppressed = metrics.counter("alerts_suppressed")
@@ -373,6 +385,7 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             book = held = topic = None
             logic_state = suppression = None
             out = []
+            touched = {}  # entities: entity key -> its record, as read at its first message in this bundle
             for value, stamp in items:
                 if decode is not None:
                     value = decode(value)
@@ -397,16 +410,25 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                     self.newest = stamp
                 if book is None:
                     book = self._rules(ctx)
+                if entities:
+                    entity = logic.key(doc)
+                    record = touched.get(entity)
+                    if record is None:
+                        record = touched[entity] = self.entities.get(entity) or {}
+                    record["logic"], alerts = logic.on_event(record.get("logic"), doc, book, stamp)
+                    if late:
+                        _flag_late(alerts)
+                    record["suppress"] = self._suppress(record.get("suppress"), alerts, out, book)
+                    continue
                 if held is None:
                     # a logic that keeps nothing, without suppression, never has state to read (one call less)
                     held = {} if stateless else (self.state.value() or {})
                     logic_state, suppression = held.get("logic"), held.get("suppress")
                 logic_state, alerts = logic.on_event(logic_state, doc, book, stamp)
                 if late:
-                    for alert in alerts:
-                        alert.setdefault("evidence", {})["late_event"] = True
+                    _flag_late(alerts)
                 suppression = self._suppress(suppression, alerts, out, book)
-            if held is None:
+            if held is None and not touched:
                 return  # nothing but dead letters
             if topic is not None:
                 if not self.armed:
@@ -421,7 +443,10 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                 if now - self.tallied_at >= 1.0:
                     self.tallied_at = now
                     yield from self._tallies()
-            yield from self._emit(ctx, held, logic_state, suppression, out)
+            if entities:
+                yield from self._emit_entities(ctx, touched, out)
+            else:
+                yield from self._emit(ctx, held, logic_state, suppression, out)
 
         def _tallies(self):
             for topic, (processed, late) in self.tally.items():
@@ -434,15 +459,75 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                     yield from self._tallies()
                 return
             book = self._rules(ctx)
-            held = self.state.value() or {}
             implied = None if self.newest is None else self.newest - out_of_orderness_ms
             end_of_input = (ctx.timer_service().current_watermark() >= END_OF_INPUT
                             and (implied is None or timestamp > implied))
+            if entities:
+                yield from self._entities_timer(timestamp, ctx, book, end_of_input)
+                return
+            held = self.state.value() or {}
             logic_state, alerts = logic.on_timer(held.get("logic"), timestamp, book, end_of_input)
             suppression, follow_ups = close_windows(held.get("suppress"), timestamp)
             out = [(alert, None) for alert in follow_ups]
             suppression = self._suppress(suppression, alerts, out, None)
             yield from self._emit(ctx, dict(held, timer=None), logic_state, suppression, out, fired_at=timestamp)
+
+        def _entities_timer(self, timestamp, ctx, book, end_of_input):
+            """A bucket's timer: each entity waiting for this moment judged as its own key's timer would be."""
+            waiting = self.due.get(timestamp)
+            if waiting is None:
+                # a timer of a key from before the entities were bucketed (one entity's own key): its state goes
+                self.state.clear()
+                return
+            self.due.remove(timestamp)
+            out, touched = [], {}
+            for entity in waiting:
+                record = self.entities.get(entity)
+                if record is None or record.get("timer") != timestamp:
+                    continue  # cleared since, or an earlier moment was registered for it since and has fired
+                record["timer"] = None
+                record["logic"], alerts = logic.on_timer(record.get("logic"), timestamp, book, end_of_input)
+                record["suppress"], follow_ups = close_windows(record.get("suppress"), timestamp)
+                out.extend((alert, None) for alert in follow_ups)
+                record["suppress"] = self._suppress(record["suppress"], alerts, out, None)
+                touched[entity] = record
+            yield from self._emit_entities(ctx, touched, out, fired_at=timestamp)
+
+        def _emit_entities(self, ctx, touched, out, fired_at=None):
+            """Each touched entity's timer and record, then the alerts out (as :meth:`_emit`)."""
+            for entity, record in touched.items():
+                logic_state, suppression = record.get("logic"), record.get("suppress")
+                deadline = self._deadline(logic_state, suppression, fired_at)
+                timer = record.get("timer")
+                if deadline is not None and (timer is None or deadline < timer):
+                    ctx.timer_service().register_event_time_timer(deadline)
+                    waiting = self.due.get(deadline) or []
+                    if entity not in waiting:
+                        self.due.put(deadline, waiting + [entity])
+                    record["timer"] = deadline
+                if logic_state is None and not suppression:
+                    self.entities.remove(entity)
+                else:
+                    self.entities.put(entity, record)
+            yield from self._out(out, fired_at)
+
+        def _deadline(self, logic_state, suppression, fired_at):
+            deadline = min((d for d in (logic.deadline(logic_state), next_deadline(suppression)) if d is not None),
+                           default=None)
+            if deadline is not None and fired_at is not None and deadline <= fired_at:
+                # a logic that asks again for the moment that just fired would loop forever
+                raise RuntimeError(f"{job}: {type(logic).__name__} asked for a timer at {deadline}, "
+                                   f"not after the one that fired at {fired_at}")
+            return deadline
+
+        def _out(self, out, fired_at):
+            for alert, book in out:
+                self.metric_alerts.inc()
+                yield json.dumps(alert, ensure_ascii=False)
+                if handoff_tag is not None and fired_at is None:
+                    pair = handoff_select(alert, book)
+                    if pair is not None:
+                        yield handoff_tag, Row(*pair)
 
         def _suppress(self, suppression, alerts, out, book):
             """``alerts`` through suppression into ``out`` as ``(alert, book)``; returns the suppression state."""
@@ -459,12 +544,7 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
         def _emit(self, ctx, held, logic_state, suppression, out, fired_at=None):
             """The key's timer and state after an event, a bundle or a timer, then its alerts out (``(alert, the
             rules it was judged by)``; handed over too when an event raised it)."""
-            deadline = min((d for d in (logic.deadline(logic_state), next_deadline(suppression)) if d is not None),
-                           default=None)
-            if deadline is not None and fired_at is not None and deadline <= fired_at:
-                # a logic that asks again for the moment that just fired would loop forever
-                raise RuntimeError(f"{job}: {type(logic).__name__} asked for a timer at {deadline}, "
-                                   f"not after the one that fired at {fired_at}")
+            deadline = self._deadline(logic_state, suppression, fired_at)
             # Timers are kept, not moved: each call into Flink costs a thread-mode detector far more than the
             # Python around it, and a silence deadline moves on with every reading. The earliest timer
             # registered stays; when it fires before anything is due, the logic finds nothing and the next
@@ -478,15 +558,14 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                     self.state.clear()
             else:
                 self.state.update({"logic": logic_state, "suppress": suppression, "timer": timer})
-            for alert, book in out:
-                self.metric_alerts.inc()
-                yield json.dumps(alert, ensure_ascii=False)
-                if handoff_tag is not None and fired_at is None:
-                    pair = handoff_select(alert, book)
-                    if pair is not None:
-                        yield handoff_tag, Row(*pair)
+            yield from self._out(out, fired_at)
 
     return Detector()
+
+
+def _flag_late(alerts) -> None:
+    for alert in alerts:
+        alert.setdefault("evidence", {})["late_event"] = True
 
 
 def batch_scorer(job: str, logic, rules_descriptor, intake_of, key_out=None):

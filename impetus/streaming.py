@@ -170,9 +170,9 @@ def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions
     ``bundle``: ``(max_count, max_wait_ms)`` or ``(max_count, max_wait_ms, max_span_ms)``, the messages handed to
     the detector in bundles of one key's (:func:`impetus.flink.bundle_in_jvm`), one Python call per bundle.
     With ``key_fields`` the keys are then buckets of entities (their ``key_fields`` hashed into :func:`_hash_keys`
-    buckets) and ``logic`` runs per entity inside them (:class:`impetus.detect.streams.Entities`): bundles of one
-    entity's messages would reorder messages across entities by as much event time as a bundle spans
-    (BENCHMARKS.md, "Bundles gathered in the JVM"), a bucket's bundle keeps the arrival order of its entities'
+    buckets) and the detector keeps each entity's state under them (``entities`` of
+    :func:`impetus.operators.detector`): bundles of one entity's messages would reorder messages across entities
+    by as much event time as a bundle spans (BENCHMARKS.md, "Bundles gathered in the JVM"), a bucket's bundle keeps the arrival order of its entities'
     messages, and at parallelism 1 all share one bucket. ``max_span_ms`` bounds how far bundles of different
     buckets, taken in turn, reorder messages; with one bucket it is not needed and not applied. Returns (alerts as
     JSON str, tallies, dead-letter streams, the handed-over pairs or None).
@@ -180,14 +180,12 @@ def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions
     from pyflink.common import Types
     from pyflink.datastream import OutputTag
 
-    from impetus.detect.streams import Entities
     from impetus.flink import jvm_key, pair_type
     from impetus.operators import detector
 
     suppress_ms = int(options.suppress_minutes * 60_000) if key_fields else 0
     buckets = _hash_keys(env) if bundle is not None or not key_fields else None
-    if bundle is not None and key_fields:
-        logic = Entities(logic)
+    entities = bundle is not None and bool(key_fields)
     if bundle is not None and buckets == 1:
         bundle = bundle[:2]  # one bucket keeps the arrival order whatever event time its bundles span
     alerts, tallies, dead, handed = [], [], [], []
@@ -199,7 +197,7 @@ def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions
         handed_tag = OutputTag(f"handed-{topic}", pair_type()) if handoff else None
         function = detector(job, logic, descriptor, initial_rules, defaults, suppress_ms, options.out_of_orderness_ms,
                             intake_of=intake_of, handoff=(handed_tag, handoff) if handoff else None,
-                            bundled=bundle is not None)
+                            bundled=bundle is not None, entities=entities)
         out = (keyed.connect(rules)
                .process(function, output_type=Types.STRING())
                # one input: the uid detect() gives a detector of that name, so that its state restores either way

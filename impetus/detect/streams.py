@@ -92,67 +92,6 @@ class SensorWatch:
         return min(state["deadlines"]) if state and state.get("deadlines") else None
 
 
-class Entities:
-    """Many entities' ``logic`` under one Flink key: for a detector keyed by a bucket of entities (a hash of
-    their key, :func:`impetus.flink.jvm_key` with ``buckets``) that takes their messages in bundles, so that
-    state is read and written and a timer set once per bundle of several entities' messages, in arrival order.
-
-    State: ``{"entities": {entity key: that entity's state}}`` (entities whose state is None are dropped). Each
-    message goes to ``logic.on_event`` with its entity's state; a timer fires every entity whose
-    ``logic.deadline`` it reached, in key order; the deadline is the earliest of them all. So each entity is
-    judged exactly as under a key of its own. The map it is given is updated in place (the detector reads a
-    fresh copy from Flink state for each bundle and timer). A state it did not write (one entity's, kept under
-    that entity's own key by a job from before its keys were bucketed, restored from a checkpoint) is dropped
-    when its timer fires: the entity's readings now go to its bucket. Models are ``logic``'s.
-    """
-
-    def __init__(self, logic):
-        self.logic = logic
-        self.MODELS = getattr(logic, "MODELS", ())
-
-    def model_version(self, name: str) -> str | None:
-        return self.logic.model_version(name)
-
-    def load_model(self, name: str, version: str) -> None:
-        self.logic.load_model(name, version)
-
-    def key(self, doc: dict) -> str:
-        return self.logic.key(doc)
-
-    def on_event(self, state, doc, book, ts_ms=None):
-        entities = (state or {}).get("entities", {})
-        key = self.logic.key(doc)
-        held, alerts = self.logic.on_event(entities.get(key), doc, book, ts_ms)
-        if held is None:
-            entities.pop(key, None)
-        else:
-            entities[key] = held
-        return ({"entities": entities} if entities else None), alerts
-
-    def on_timer(self, state, ts_ms, book, end_of_input=False):
-        entities = (state or {}).get("entities")
-        if not entities:
-            return None, []  # nothing kept, or a state from before the keys were bucketed
-        alerts = []
-        for key in sorted(entities):
-            due = self.logic.deadline(entities[key])
-            if due is None or due > ts_ms:
-                continue
-            held, out = self.logic.on_timer(entities[key], ts_ms, book, end_of_input)
-            alerts.extend(out)
-            if held is None:
-                del entities[key]
-            else:
-                entities[key] = held
-        return ({"entities": entities} if entities else None), alerts
-
-    def deadline(self, state):
-        entities = (state or {}).get("entities")
-        if not entities:
-            return None
-        return min((due for due in map(self.logic.deadline, entities.values()) if due is not None), default=None)
-
-
 class AreaWatch:
     """Per area (tenant, area): bursts of urban anomalies at several counters -> one area alert.
 

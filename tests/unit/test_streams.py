@@ -1,6 +1,6 @@
 """The per-key logic of the streaming jobs, run without Flink on literal events."""
 
-from impetus.detect.streams import Entities, PostWatch, SensorWatch, SourceWatch, run_plain, syslog_event
+from impetus.detect.streams import PostWatch, SensorWatch, SourceWatch, run_plain, syslog_event
 from impetus.rules import RuleBook, defaults_from, rule_kinds
 
 
@@ -28,35 +28,6 @@ def test_sensor_watch_raises_thresholds_and_silence_on_event_time():
 def test_no_silence_is_reported_for_deadlines_after_the_end_of_the_data():
     alerts = run_plain(SensorWatch({}), [reading("s1", 10, 0), reading("s1", 10, 1)], book("silent_sensor"))
     assert alerts == []
-
-
-def test_many_sensors_under_one_key_are_each_judged_as_under_a_key_of_their_own():
-    watch, rules = Entities(SensorWatch({"pedestrian_count": 3000.0})), book("silent_sensor")
-    state, alerts = None, []
-    for doc in [reading("s1", 10, 0), reading("s2", 3600, 0), reading("s1", 12, 1), reading("s1", 11, 2)]:
-        state, raised = watch.on_event(state, doc, rules)
-        alerts.extend(raised)
-    assert [(a["category"], a["entity"]["id"]) for a in alerts] == [("threshold", "s2")]
-    assert sorted(state["entities"]) == ["oslo|s1|pedestrian_count", "oslo|s2|pedestrian_count"]
-    # the earliest deadline of all: s2 silent for the default 180 minutes after 00:00
-    s2_silent = 1777852800000 + 3 * 3_600_000
-    assert watch.deadline(state) == s2_silent
-    # a timer before it finds nothing due; at it, only s2 is silent and s1 keeps its own deadline
-    assert watch.on_timer(state, s2_silent - 1, rules)[1] == []
-    state, raised = watch.on_timer(state, s2_silent, rules)
-    assert [(a["category"], a["entity"]["id"], a["event_time"]) for a in raised] == [
-        ("silent_sensor", "s2", "2026-05-04T03:00:00.000Z")]
-    assert watch.deadline(state) == 1777852800000 + 5 * 3_600_000  # s1's, 180 minutes after 02:00
-    # the data ending is not a silence; every deadline is spent and both sensors are still known
-    state, raised = watch.on_timer(state, 2 ** 62, rules, end_of_input=True)
-    assert raised == [] and watch.deadline(state) is None and len(state["entities"]) == 2
-
-
-def test_a_sensors_state_from_before_the_keys_were_bucketed_is_dropped_when_its_timer_fires():
-    watch, rules = SensorWatch({}), book("silent_sensor")
-    legacy, _ = watch.on_event(None, reading("s1", 10, 0), rules)  # what a per-sensor key held
-    assert Entities(watch).deadline(legacy) is None
-    assert Entities(watch).on_timer(legacy, 1777852800000 + 3 * 3_600_000, rules) == (None, [])
 
 
 def test_source_watch_keys_syslog_by_source_and_raises_one_brute_force_alert():
