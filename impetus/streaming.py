@@ -172,10 +172,11 @@ def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions
     With ``key_fields`` the keys are then buckets of entities (their ``key_fields`` hashed into :func:`_hash_keys`
     buckets) and the detector keeps each entity's state under them (``entities`` of
     :func:`impetus.operators.detector`): bundles of one entity's messages would reorder messages across entities
-    by as much event time as a bundle spans (BENCHMARKS.md, "Bundles gathered in the JVM"), a bucket's bundle keeps the arrival order of its entities'
-    messages, and at parallelism 1 all share one bucket. ``max_span_ms`` bounds how far bundles of different
-    buckets, taken in turn, reorder messages; with one bucket it is not needed and not applied. Returns (alerts as
-    JSON str, tallies, dead-letter streams, the handed-over pairs or None).
+    by as much event time as a bundle spans (BENCHMARKS.md, "Bundles gathered in the JVM"), a bucket's bundle
+    keeps the arrival order of its entities' messages, and at parallelism 1 all share one bucket. ``max_span_ms``
+    bounds how far bundles of different buckets, taken in turn, reorder messages; with one bucket it is not
+    needed and not applied. Returns (alerts as JSON str, tallies, dead-letter streams, the handed-over pairs or
+    None).
     """
     from pyflink.common import Types
     from pyflink.datastream import OutputTag

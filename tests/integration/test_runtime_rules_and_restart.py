@@ -149,3 +149,49 @@ def test_killed_job_resumed_from_its_checkpoint_gives_the_alerts_of_an_uninterru
     assert Counter(a["alert_id"] for a in resumed) == Counter(a["alert_id"] for a in whole)
     assert sorted(a["entity"]["id"] for a in resumed) == sorted(
         [f"203.0.113.{i}" for i in range(1, 7)] + [f"198.51.100.{i}" for i in range(1, 7)])
+
+
+def test_urban_job_killed_and_resumed_keeps_each_sensors_state_and_silence_timers(scratch, tmp_path):
+    from .test_urban_anomalies_job import reading
+
+    t = scratch.tenant
+    # s4 reports once, s3 until 03:00; s1 and s2 every hour; one reading above the 3000 threshold in each part
+    first = [reading(t, "s4", 100.0, 0)] + [reading(t, s, 3500.0 if (s, h) == ("s1", 1) else 100.0, h)
+                                            for h in range(4) for s in ("s1", "s2", "s3")]
+    second = [reading(t, s, 3600.0 if (s, h) == ("s2", 5) else 100.0, h) for h in range(4, 10) for s in ("s1", "s2")]
+    scratch.produce([m for m, _ in first], timestamps=[ts for _, ts in first])
+    topics = ["--topic", f"sensors.readings={scratch.source}", "--tenants", t, "--rules-topic", scratch.rules]
+    # no baseline here: thresholds and silence only
+    env = {"IMPETUS_CHECKPOINT_URI": (tmp_path / "checkpoints").as_uri(), "IMPETUS_MODELS_DIR": str(tmp_path),
+           "IMPETUS_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'no-registry.db'}"}
+    log = open(tmp_path / "job.log", "w")
+    job = start_job("jobs/streaming/urban_anomalies.py", *topics, "--group-id", f"killed-{t}", env=env, log=log)
+    try:
+        wait_for(lambda: scratch.read(scratch.alerts, job_running=True), what="the first alert, committed")
+        scratch.produce([m for m, _ in second[:5]], timestamps=[ts for _, ts in second[:5]])
+    finally:
+        kill(job)
+    scratch.produce([m for m, _ in second[5:]], timestamps=[ts for _, ts in second[5:]])
+    job = start_job("jobs/streaming/urban_anomalies.py", *topics, "--group-id", f"killed-{t}", "--resume", "latest",
+                    env=env, log=log)
+    try:
+        wait_for(lambda: len(scratch.read(scratch.alerts, job_running=True)) >= 4, what="all four alerts, committed")
+        time.sleep(5)  # anything duplicated would be committed by now
+    finally:
+        kill(job)
+        log.close()
+    resumed = scratch.read(scratch.alerts, job_running=True)
+    assert "resume_from" in (tmp_path / "job.log").read_text() and "chk-" in (tmp_path / "job.log").read_text()
+
+    before = end_offsets(scratch.settings, scratch.alerts)
+    run_script("jobs/streaming/urban_anomalies.py", *topics, "--bounded", "--group-id", f"whole-{t}",
+               env={name: env[name] for name in ("IMPETUS_MODELS_DIR", "IMPETUS_MLFLOW_TRACKING_URI")})
+    whole = [json.loads(m.value) for m in read_messages(scratch.settings, scratch.alerts, before, settle_s=10)]
+
+    assert sorted((a["category"], a["entity"]["id"], a["event_time"]) for a in whole) == [
+        ("silent_sensor", "s3", "2026-05-04T06:00:00.000Z"),
+        ("silent_sensor", "s4", "2026-05-04T03:00:00.000Z"),
+        ("threshold", "s1", "2026-05-04T01:00:00.000Z"),
+        ("threshold", "s2", "2026-05-04T05:00:00.000Z"),
+    ]
+    assert Counter(a["alert_id"] for a in resumed) == Counter(a["alert_id"] for a in whole)
