@@ -107,6 +107,33 @@ def brute_force_burst(tenant, second, attacker):
             for s in range(5)]
 
 
+def killed_and_resumed(scratch, tmp_path, script, args, env, first, second, split, expected) -> list[dict]:
+    """``script`` run unbounded, exactly-once, on what ``scratch`` holds: killed once its first alert is committed
+    (``first``: how many) and ``second[:split]`` has been sent while it runs (a kill before the checkpoint that
+    would commit it), then ``second[split:]`` sent and the job resumed from its last checkpoint until ``expected``
+    alerts are committed. Returns the committed alerts (the killed run's open transaction never commits)."""
+    log = open(tmp_path / "job.log", "w")
+    job = start_job(script, *args, "--group-id", f"killed-{scratch.tenant}", env=env, log=log)
+    try:
+        wait_for(lambda: len(scratch.read(scratch.alerts, job_running=True)) >= first,
+                 what=f"the first {first} alert(s), committed")
+        scratch.produce([m for m, _ in second[:split]], timestamps=[ts for _, ts in second[:split]])
+    finally:
+        kill(job)
+    scratch.produce([m for m, _ in second[split:]], timestamps=[ts for _, ts in second[split:]])
+    job = start_job(script, *args, "--group-id", f"killed-{scratch.tenant}", "--resume", "latest", env=env, log=log)
+    try:
+        wait_for(lambda: len(scratch.read(scratch.alerts, job_running=True)) >= expected,
+                 what=f"all {expected} alerts, committed")
+        time.sleep(5)  # anything duplicated would be committed by now
+    finally:
+        kill(job)
+        log.close()
+    text = (tmp_path / "job.log").read_text()
+    assert "resume_from" in text and "chk-" in text
+    return scratch.read(scratch.alerts, job_running=True)
+
+
 def test_killed_job_resumed_from_its_checkpoint_gives_the_alerts_of_an_uninterrupted_run(scratch, tmp_path):
     t = scratch.tenant
     first = [m for i in range(6) for m in brute_force_burst(t, i * 20, f"203.0.113.{i + 1}")]
@@ -117,27 +144,7 @@ def test_killed_job_resumed_from_its_checkpoint_gives_the_alerts_of_an_uninterru
 
     # the job killed mid-stream and resumed from its last checkpoint, exactly-once
     env = {"IMPETUS_CHECKPOINT_URI": (tmp_path / "checkpoints").as_uri(), "IMPETUS_MODELS_DIR": str(tmp_path)}
-    log = open(tmp_path / "job.log", "w")
-    job = start_job("jobs/streaming/cyber_threats.py", *topics, "--group-id", f"killed-{t}", env=env, log=log)
-    try:
-        wait_for(lambda: len(scratch.read(scratch.alerts, job_running=True)) >= 6,
-                 what="the first six alerts, committed")
-        # more input while it runs, then a kill before the checkpoint that would commit it
-        scratch.produce([m for m, _ in second[:15]], timestamps=[ts for _, ts in second[:15]])
-    finally:
-        kill(job)
-    scratch.produce([m for m, _ in second[15:]], timestamps=[ts for _, ts in second[15:]])
-    job = start_job("jobs/streaming/cyber_threats.py", *topics, "--group-id", f"killed-{t}", "--resume", "latest",
-                    env=env, log=log)
-    try:
-        wait_for(lambda: len(scratch.read(scratch.alerts, job_running=True)) >= 12,
-                 what="all twelve alerts, committed")
-        time.sleep(5)  # anything duplicated would be committed by now
-    finally:
-        kill(job)
-        log.close()
-    resumed = scratch.read(scratch.alerts, job_running=True)  # the killed run's open transaction never commits
-    assert "resume_from" in (tmp_path / "job.log").read_text() and "chk-" in (tmp_path / "job.log").read_text()
+    resumed = killed_and_resumed(scratch, tmp_path, "jobs/streaming/cyber_threats.py", topics, env, 6, second, 15, 12)
 
     # the same input through an uninterrupted bounded run
     before = end_offsets(scratch.settings, scratch.alerts)
@@ -164,24 +171,7 @@ def test_urban_job_killed_and_resumed_keeps_each_sensors_state_and_silence_timer
     # no baseline here: thresholds and silence only
     env = {"IMPETUS_CHECKPOINT_URI": (tmp_path / "checkpoints").as_uri(), "IMPETUS_MODELS_DIR": str(tmp_path),
            "IMPETUS_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'no-registry.db'}"}
-    log = open(tmp_path / "job.log", "w")
-    job = start_job("jobs/streaming/urban_anomalies.py", *topics, "--group-id", f"killed-{t}", env=env, log=log)
-    try:
-        wait_for(lambda: scratch.read(scratch.alerts, job_running=True), what="the first alert, committed")
-        scratch.produce([m for m, _ in second[:5]], timestamps=[ts for _, ts in second[:5]])
-    finally:
-        kill(job)
-    scratch.produce([m for m, _ in second[5:]], timestamps=[ts for _, ts in second[5:]])
-    job = start_job("jobs/streaming/urban_anomalies.py", *topics, "--group-id", f"killed-{t}", "--resume", "latest",
-                    env=env, log=log)
-    try:
-        wait_for(lambda: len(scratch.read(scratch.alerts, job_running=True)) >= 4, what="all four alerts, committed")
-        time.sleep(5)  # anything duplicated would be committed by now
-    finally:
-        kill(job)
-        log.close()
-    resumed = scratch.read(scratch.alerts, job_running=True)
-    assert "resume_from" in (tmp_path / "job.log").read_text() and "chk-" in (tmp_path / "job.log").read_text()
+    resumed = killed_and_resumed(scratch, tmp_path, "jobs/streaming/urban_anomalies.py", topics, env, 1, second, 5, 4)
 
     before = end_offsets(scratch.settings, scratch.alerts)
     run_script("jobs/streaming/urban_anomalies.py", *topics, "--bounded", "--group-id", f"whole-{t}",
