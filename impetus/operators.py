@@ -265,7 +265,7 @@ def is_tally(text: str) -> bool:
 
 def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], defaults: dict[str, dict],
              suppress_window_ms: int, out_of_orderness_ms: int, intake_of=None, decode=None, handoff=None,
-             handed=False, bundled=False, entities=False):
+             handed=False, bundled=False, entities: int = 0):
     """A KeyedBroadcastProcessFunction running ``logic`` per key, with rules and suppression.
 
     ``intake_of``: None, the input is ``(doc, late, source topic)`` from :func:`intake`; or
@@ -289,12 +289,16 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
     in turn with its own timestamp, as if it had come alone, and the key's state is read, written and its
     timer registered once per bundle instead of once per message.
 
-    ``entities`` (with ``bundled``): the Flink key is a bucket of entities (their key hashed in the JVM,
-    :func:`impetus.flink.jvm_key` with ``buckets``), so that one bundle holds several entities' messages in
-    arrival order. Each entity keeps its own record (logic state, suppression, timer) in a Flink MapState under
-    ``logic.key(doc)``, read once and written once per bundle that touches it, so the cost of a bundle does not
-    grow with the entities a bucket holds; a second MapState lists, per timer moment, the entities waiting for
-    it. Each entity is judged exactly as under a Flink key of its own.
+    ``entities`` (with ``bundled``; 0: off): the Flink key is a bucket of entities, one of ``entities`` buckets
+    (``"<buckets>:<n>"``, their key hashed in the JVM, :func:`impetus.flink.jvm_key` with ``buckets``), so that one
+    bundle holds several entities' messages in arrival order. Each entity keeps its own record (logic state,
+    suppression, timer) in a Flink MapState under ``logic.key(doc)``, read once and written once per bundle that
+    touches it, so the cost of a bundle does not grow with the entities a bucket holds; a second MapState lists,
+    per timer moment, the entities waiting for it. Each entity is judged exactly as under a Flink key of its own.
+    A job restored with another bucket count (another parallelism) finds its entities under new buckets with no
+    record: the records kept under the old count are cleared when their timers fire, never judged (a silence
+    pending then is not reported, an open suppression window not summarised), so that a sensor that reports on
+    under its new bucket is never called silent by its old one.
 
     When a bounded input ends, Flink advances the watermark to the end of time and every
     pending timer fires. Timers up to the watermark the data itself implies (newest event
@@ -480,6 +484,12 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                 self.state.clear()
                 return
             self.due.remove(timestamp)
+            if not str(ctx.get_current_key()).startswith(f"{entities}:"):
+                # a bucket of another count (the job was restored at another parallelism): its entities now
+                # live under other buckets, so what it kept is cleared, not judged
+                for entity in waiting:
+                    self.entities.remove(entity)
+                return
             out, touched = [], {}
             for entity in waiting:
                 record = self.entities.get(entity)
@@ -495,20 +505,23 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
 
         def _emit_entities(self, ctx, touched, out, fired_at=None):
             """Each touched entity's timer and record, then the alerts out (as :meth:`_emit`)."""
+            registered = {}  # deadline -> entities newly waiting for it (each list written once per call)
             for entity, record in touched.items():
                 logic_state, suppression = record.get("logic"), record.get("suppress")
                 deadline = self._deadline(logic_state, suppression, fired_at)
                 timer = record.get("timer")
                 if deadline is not None and (timer is None or deadline < timer):
-                    ctx.timer_service().register_event_time_timer(deadline)
-                    waiting = self.due.get(deadline) or []
-                    if entity not in waiting:
-                        self.due.put(deadline, waiting + [entity])
+                    registered.setdefault(deadline, []).append(entity)
                     record["timer"] = deadline
                 if logic_state is None and not suppression:
                     self.entities.remove(entity)
                 else:
                     self.entities.put(entity, record)
+            for deadline, added in registered.items():
+                ctx.timer_service().register_event_time_timer(deadline)
+                waiting = self.due.get(deadline) or []
+                known = set(waiting)
+                self.due.put(deadline, waiting + [entity for entity in added if entity not in known])
             yield from self._out(out, fired_at)
 
         def _deadline(self, logic_state, suppression, fired_at):

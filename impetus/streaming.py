@@ -186,7 +186,7 @@ def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions
 
     suppress_ms = int(options.suppress_minutes * 60_000) if key_fields else 0
     buckets = _hash_keys(env) if bundle is not None or not key_fields else None
-    entities = bundle is not None and bool(key_fields)
+    entities = buckets if bundle is not None and key_fields else 0
     if bundle is not None and buckets == 1:
         bundle = bundle[:2]  # one bucket keeps the arrival order whatever event time its bundles span
     alerts, tallies, dead, handed = [], [], [], []

@@ -76,7 +76,7 @@ def test_jvm_hash_keys_are_crc32_of_the_utf8_text_modulo_the_buckets():
     found = keys()
     assert found["hash"] == [str(zlib.crc32(m.encode()) % 128) for m in MESSAGES]
     # bucketed field keys: the fields' key hashed, so one sensor's readings share a bucket however they are spelt
-    assert found["bucket"] == [str(zlib.crc32(key.encode()) % 16) for key in found["fields"]]
+    assert found["bucket"] == [f"16:{zlib.crc32(key.encode()) % 16}" for key in found["fields"]]
     assert found["bucket"][0] == found["bucket"][1] and found["bucket"][2] == found["bucket"][3]
 
 

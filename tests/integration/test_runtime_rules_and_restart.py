@@ -107,11 +107,13 @@ def brute_force_burst(tenant, second, attacker):
             for s in range(5)]
 
 
-def killed_and_resumed(scratch, tmp_path, script, args, env, first, second, split, expected) -> list[dict]:
+def killed_and_resumed(scratch, tmp_path, script, args, env, first, second, split, expected,
+                       resumed_env=None) -> list[dict]:
     """``script`` run unbounded, exactly-once, on what ``scratch`` holds: killed once its first alert is committed
     (``first``: how many) and ``second[:split]`` has been sent while it runs (a kill before the checkpoint that
-    would commit it), then ``second[split:]`` sent and the job resumed from its last checkpoint until ``expected``
-    alerts are committed. Returns the committed alerts (the killed run's open transaction never commits)."""
+    would commit it), then ``second[split:]`` sent and the job resumed from its last checkpoint (with
+    ``resumed_env`` added to ``env``) until ``expected`` alerts are committed. Returns the committed alerts (the
+    killed run's open transaction never commits)."""
     log = open(tmp_path / "job.log", "w")
     job = start_job(script, *args, "--group-id", f"killed-{scratch.tenant}", env=env, log=log)
     try:
@@ -121,7 +123,8 @@ def killed_and_resumed(scratch, tmp_path, script, args, env, first, second, spli
     finally:
         kill(job)
     scratch.produce([m for m, _ in second[split:]], timestamps=[ts for _, ts in second[split:]])
-    job = start_job(script, *args, "--group-id", f"killed-{scratch.tenant}", "--resume", "latest", env=env, log=log)
+    job = start_job(script, *args, "--group-id", f"killed-{scratch.tenant}", "--resume", "latest",
+                    env={**env, **(resumed_env or {})}, log=log)
     try:
         wait_for(lambda: len(scratch.read(scratch.alerts, job_running=True)) >= expected,
                  what=f"all {expected} alerts, committed")
@@ -185,3 +188,25 @@ def test_urban_job_killed_and_resumed_keeps_each_sensors_state_and_silence_timer
         ("threshold", "s2", "2026-05-04T05:00:00.000Z"),
     ]
     assert Counter(a["alert_id"] for a in resumed) == Counter(a["alert_id"] for a in whole)
+
+
+def test_urban_job_resumed_at_another_parallelism_calls_no_reporting_sensor_silent(scratch, tmp_path):
+    from .test_urban_anomalies_job import reading
+
+    t = scratch.tenant
+    # s1 and s2 report every hour throughout, each once above the 3000 threshold; s3 stops after 01:00
+    first = [reading(t, s, 3500.0 if (s, h) == ("s1", 1) else 100.0, h) for h in range(2) for s in ("s1", "s2", "s3")]
+    second = [reading(t, s, 3600.0 if (s, h) == ("s2", 8) else 100.0, h) for h in range(2, 10) for s in ("s1", "s2")]
+    scratch.produce([m for m, _ in first], timestamps=[ts for _, ts in first])
+    topics = ["--topic", f"sensors.readings={scratch.source}", "--tenants", t, "--rules-topic", scratch.rules]
+    env = {"IMPETUS_CHECKPOINT_URI": (tmp_path / "checkpoints").as_uri(), "IMPETUS_MODELS_DIR": str(tmp_path),
+           "IMPETUS_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'no-registry.db'}", "IMPETUS_FLINK_PARALLELISM": "1"}
+    # killed at parallelism 1 (one bucket of sensors), resumed at 2 (16 buckets): each sensor's record stays
+    # behind under the old bucket, whose timers clear it instead of judging it
+    resumed = killed_and_resumed(scratch, tmp_path, "jobs/streaming/urban_anomalies.py", topics, env, 1, second, 4,
+                                 2, resumed_env={"IMPETUS_FLINK_PARALLELISM": "2"})
+    found = sorted((a["category"], a["entity"]["id"], a["event_time"]) for a in resumed)
+    assert ("threshold", "s1", "2026-05-04T01:00:00.000Z") in found
+    assert ("threshold", "s2", "2026-05-04T08:00:00.000Z") in found
+    # s1 and s2 never fell silent; s3's silence (due at 04:00) was pending in the old bucket and is not reported
+    assert [a for a in found if a[0] == "silent_sensor"] == []

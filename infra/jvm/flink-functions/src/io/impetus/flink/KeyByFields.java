@@ -20,10 +20,11 @@ import java.util.zip.CRC32;
  * for every message of one entity; it is the form impetus.detect.streams uses, so state is laid
  * out as it would be with the key computed in Python.
  *
- * <p>With {@code buckets}, the key is instead {@code crc32(UTF-8 bytes of that key) mod buckets}, the
- * number as text: each entity's messages still share one key, but many entities share a key, for a
+ * <p>With {@code buckets}, the key is instead {@code buckets:crc32(UTF-8 bytes of that key) mod buckets}
+ * (e.g. {@code 16:5}): each entity's messages still share one key, but many entities share a key, for a
  * keyed function that keeps its entities' state together under their bucket and takes their messages
- * in bundles ({@link Bundle}).
+ * in bundles ({@link Bundle}). The bucket count is part of the key, so state kept under another count
+ * (a job restored at another parallelism) is told apart rather than mistaken for a bucket's own.
  */
 public final class KeyByFields implements MapFunction<String, Row> {
     private static final long serialVersionUID = 1L;
@@ -59,7 +60,7 @@ public final class KeyByFields implements MapFunction<String, Row> {
         if (buckets > 0) {
             CRC32 crc = new CRC32();
             crc.update(key.getBytes(StandardCharsets.UTF_8));
-            key = Long.toString(crc.getValue() % buckets);
+            key = buckets + ":" + (crc.getValue() % buckets);
         }
         return Row.of(key, message);
     }
