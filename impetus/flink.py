@@ -270,9 +270,10 @@ def bundle_in_jvm(stream, settings: Settings, function, name: str, max_count: in
     A bundle leaves at ``max_count`` messages, ``max_wait_ms`` after the oldest waiting arrived, and whenever a
     watermark or a checkpoint barrier comes (so a message waits at most ``max_wait_ms`` and the bundler keeps
     no state). ``max_span_ms`` (0: none): a key's bundle also leaves before a message more than that much event
-    time from those waiting, so that bundles of different keys, taken in turn, reorder messages by no more than
-    about that. For a keyed Python function that takes a bundle in one call: in ``thread`` mode the call, with
-    its keyed-state access and timer, costs several times the Python work on a message. At parallelism 1 the
+    time from those waiting, so that no bundle spans more event time than that (a key whose messages are sparse
+    can still hold a short bundle until the wait ends or a watermark comes). For a keyed Python function that
+    takes a bundle in one call: in ``thread`` mode the call, with its keyed-state access and timer, costs several
+    times the Python work on a message. At parallelism 1 the
     bundles stay on the thread of the source (declared keyed in place); above it the messages are hashed to
     their subtask by key before bundling and the bundles again after.
     """

@@ -29,8 +29,8 @@ OUT_OF_ORDERNESS_S = 600.0
 # PyFlink execution mode (impetus.flink.stream_environment): Python inside the JVM
 PYTHON_MODE = "thread"
 # readings reach the sensor watch in bundles (impetus.flink.bundle_in_jvm) of sensors hashed together: up to 64,
-# 10 ms at most; above parallelism 1 (several buckets) within ten minutes of event time, so that buckets taken in
-# turn reorder readings by no more than that (the counters of one hour arrive together and go together)
+# 10 ms at most; above parallelism 1 (several buckets) within ten minutes of event time, so that no bundle carries
+# a sensor's readings hours past the others' (the counters of one hour arrive together and go together)
 READINGS_BUNDLE = (64, 10, 10 * 60 * 1000)
 
 

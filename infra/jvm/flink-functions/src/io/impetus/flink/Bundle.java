@@ -26,8 +26,8 @@ import org.apache.flink.types.Row;
  *
  * <p>With {@code maxSpanMs}, a key's bundle also leaves before a message whose timestamp lies more than
  * that from the earliest or the latest one waiting: a bundle then spans a bounded stretch of event
- * time, so bundles of different keys, taken one after another downstream, reorder messages by at most
- * about that much event time.
+ * time, so no bundle carries one key's messages far past other keys' (a key whose messages are sparse
+ * can still hold a short bundle until the wait ends or a watermark comes).
  */
 public final class Bundle extends AbstractStreamOperator<Row>
         implements OneInputStreamOperator<Row, Row>, ProcessingTimeCallback {
