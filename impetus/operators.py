@@ -419,19 +419,14 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                     record = touched.get(entity)
                     if record is None:
                         record = touched[entity] = self.entities.get(entity) or {}
-                    record["logic"], alerts = logic.on_event(record.get("logic"), doc, book, stamp)
-                    if late:
-                        _flag_late(alerts)
-                    record["suppress"] = self._suppress(record.get("suppress"), alerts, out, book)
+                    record["logic"], record["suppress"] = self._judge(record.get("logic"), record.get("suppress"),
+                                                                      doc, book, stamp, late, out)
                     continue
                 if held is None:
                     # a logic that keeps nothing, without suppression, never has state to read (one call less)
                     held = {} if stateless else (self.state.value() or {})
                     logic_state, suppression = held.get("logic"), held.get("suppress")
-                logic_state, alerts = logic.on_event(logic_state, doc, book, stamp)
-                if late:
-                    _flag_late(alerts)
-                suppression = self._suppress(suppression, alerts, out, book)
+                logic_state, suppression = self._judge(logic_state, suppression, doc, book, stamp, late, out)
             if held is None and not touched:
                 return  # nothing but dead letters
             if topic is not None:
@@ -469,11 +464,9 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             if entities:
                 yield from self._entities_timer(timestamp, ctx, book, end_of_input)
                 return
-            held = self.state.value() or {}
-            logic_state, alerts = logic.on_timer(held.get("logic"), timestamp, book, end_of_input)
-            suppression, follow_ups = close_windows(held.get("suppress"), timestamp)
-            out = [(alert, None) for alert in follow_ups]
-            suppression = self._suppress(suppression, alerts, out, None)
+            held, out = self.state.value() or {}, []
+            logic_state, suppression = self._fire(held.get("logic"), held.get("suppress"), timestamp, book,
+                                                  end_of_input, out)
             yield from self._emit(ctx, dict(held, timer=None), logic_state, suppression, out, fired_at=timestamp)
 
         def _entities_timer(self, timestamp, ctx, book, end_of_input):
@@ -496,10 +489,8 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                 if record is None or record.get("timer") != timestamp:
                     continue  # cleared since, or an earlier moment was registered for it since and has fired
                 record["timer"] = None
-                record["logic"], alerts = logic.on_timer(record.get("logic"), timestamp, book, end_of_input)
-                record["suppress"], follow_ups = close_windows(record.get("suppress"), timestamp)
-                out.extend((alert, None) for alert in follow_ups)
-                record["suppress"] = self._suppress(record["suppress"], alerts, out, None)
+                record["logic"], record["suppress"] = self._fire(record.get("logic"), record.get("suppress"),
+                                                                 timestamp, book, end_of_input, out)
                 touched[entity] = record
             yield from self._emit_entities(ctx, touched, out, fired_at=timestamp)
 
@@ -542,6 +533,21 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                     if pair is not None:
                         yield handoff_tag, Row(*pair)
 
+        def _judge(self, logic_state, suppression, doc, book, stamp, late, out):
+            """One message through the logic and suppression into ``out``; returns both states after it."""
+            logic_state, alerts = logic.on_event(logic_state, doc, book, stamp)
+            if late:
+                for alert in alerts:
+                    alert.setdefault("evidence", {})["late_event"] = True
+            return logic_state, self._suppress(suppression, alerts, out, book)
+
+        def _fire(self, logic_state, suppression, timestamp, book, end_of_input, out):
+            """A timer through the logic and suppression (windows it ends summarised first) into ``out``."""
+            logic_state, alerts = logic.on_timer(logic_state, timestamp, book, end_of_input)
+            suppression, follow_ups = close_windows(suppression, timestamp)
+            out.extend((alert, None) for alert in follow_ups)
+            return logic_state, self._suppress(suppression, alerts, out, None)
+
         def _suppress(self, suppression, alerts, out, book):
             """``alerts`` through suppression into ``out`` as ``(alert, book)``; returns the suppression state."""
             for alert in alerts:
@@ -574,11 +580,6 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             yield from self._out(out, fired_at)
 
     return Detector()
-
-
-def _flag_late(alerts) -> None:
-    for alert in alerts:
-        alert.setdefault("evidence", {})["late_event"] = True
 
 
 def batch_scorer(job: str, logic, rules_descriptor, intake_of, key_out=None):

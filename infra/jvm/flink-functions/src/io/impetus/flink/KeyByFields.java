@@ -5,9 +5,6 @@ import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 import org.apache.flink.types.Row;
 
-import java.nio.charset.StandardCharsets;
-import java.util.zip.CRC32;
-
 /**
  * Pairs a raw JSON message with the key of the document in it: {@code Row(key, message)}, the key
  * being the named fields' text joined by {@code |} (e.g. {@code tenant|sensor_id|kind}); a field
@@ -58,9 +55,7 @@ public final class KeyByFields implements MapFunction<String, Row> {
     public Row map(String message) {
         String key = keyOf(message);
         if (buckets > 0) {
-            CRC32 crc = new CRC32();
-            crc.update(key.getBytes(StandardCharsets.UTF_8));
-            key = buckets + ":" + (crc.getValue() % buckets);
+            key = buckets + ":" + KeyByHash.bucketOf(key, buckets);
         }
         return Row.of(key, message);
     }

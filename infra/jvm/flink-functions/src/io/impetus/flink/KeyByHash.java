@@ -31,8 +31,13 @@ public final class KeyByHash implements MapFunction<String, Row> {
 
     /** The key of one message, public for tests. */
     public String keyOf(String message) {
+        return Long.toString(bucketOf(message, buckets));
+    }
+
+    /** {@code crc32(UTF-8 bytes of text) mod buckets}: the bucket impetus's JVM keys hash text into. */
+    static long bucketOf(String text, int buckets) {
         CRC32 crc = new CRC32();
-        crc.update(message.getBytes(StandardCharsets.UTF_8));
-        return Long.toString(crc.getValue() % buckets);
+        crc.update(text.getBytes(StandardCharsets.UTF_8));
+        return crc.getValue() % buckets;
     }
 }
