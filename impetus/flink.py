@@ -401,15 +401,22 @@ def rules_stream(env, settings: Settings, bounded: bool, job_name: str, topic: s
     the beginning of the compacted topic. ``control_topic`` is read from its end as of
     submission (the job starts with the registry's current champion; later announcements
     make it load another version) and kept in the same state (``model:<name>`` -> message).
-    Both sources are marked idle at once, so their quiet streams never hold back the event-time clock.
+    Both sources are marked idle at once, so their quiet streams never hold back the event-time clock, and their
+    records are stamped with time 0 (``StampedZero``), so that they never move it either: a rule is published at
+    the wall-clock time, and as the event time of the operators it reaches it would make every reading older
+    than that late and every silence due while the data's own source is idle.
     """
-    from pyflink.common import Duration, Types, WatermarkStrategy
+    from pyflink.common import Types, WatermarkStrategy
     from pyflink.datastream.state import MapStateDescriptor
+    from pyflink.java_gateway import get_gateway
 
     from impetus.topics import end_offsets
 
     descriptor = MapStateDescriptor("rules", Types.STRING(), Types.STRING())
-    strategy = WatermarkStrategy.for_monotonous_timestamps().with_idleness(Duration.of_millis(200))
+    jvm = get_gateway().jvm
+    strategy = WatermarkStrategy(jvm.org.apache.flink.api.common.eventtime.WatermarkStrategy.forMonotonousTimestamps()
+                                 .withTimestampAssigner(jvm_functions(settings).StampedZero())
+                                 .withIdleness(jvm.java.time.Duration.ofMillis(200)))
     source = kafka_source(settings, topic, f"impetus-{job_name}-rules-{_unique_suffix()}", bounded=bounded,
                           offsets=None)
     raw = env.from_source(source, strategy, f"kafka: {topic}")

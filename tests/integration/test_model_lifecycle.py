@@ -116,8 +116,10 @@ def test_a_running_job_switches_to_a_promoted_version_without_a_restart(registry
                     "--rules-topic", scratch.rules, "--control-topic", control, "--delivery", "at-least-once",
                     env=env, log=open(log_path, "w"))
 
-    def exfiltration(second):
-        return flow(t, second, "10.0.0.7", "203.0.113.200", 8443, packets=3_500_000, bytes_out=5_000_000_000,
+    def exfiltration(second, host):
+        # from another host each time: a repeat for one host would be held back (suppressed) until its window
+        # closes in event time
+        return flow(t, second, host, "203.0.113.200", 8443, packets=3_500_000, bytes_out=5_000_000_000,
                     bytes_in=20_000, duration_ms=3 * 3600 * 1000)
 
     def version_of_alert(second):
@@ -130,14 +132,14 @@ def test_a_running_job_switches_to_a_promoted_version_without_a_restart(registry
         return wait_for(found, timeout=180, what=f"the flow alert of second {second}")
 
     try:
-        message, stamp = exfiltration(10)
+        message, stamp = exfiltration(10, "10.0.0.7")
         scratch.produce([message], timestamps=[stamp], topic=scratch.source2)
         assert version_of_alert(10) == [{"kind": "model", "name": "flow_anomaly", "version": "1"}]
 
         impetus("models", "promote", "flow_anomaly", "2", "--reason", "test", "--control-topic", control, env=env)
         wait_for(lambda: "now using flow_anomaly version 2" in log_path.read_text(), timeout=120,
                  what="the job to load version 2")
-        message, stamp = exfiltration(20)
+        message, stamp = exfiltration(20, "10.0.0.8")
         scratch.produce([message], timestamps=[stamp], topic=scratch.source2)
         assert version_of_alert(20) == [{"kind": "model", "name": "flow_anomaly", "version": "2"}]
         assert job.poll() is None, "the job restarted or stopped"
