@@ -278,16 +278,40 @@ def bundle_in_jvm(stream, settings: Settings, function, name: str, max_count: in
     their subtask by key before bundling and the bundles again after.
     """
     from pyflink.common import Types
+
+    paired = stream._j_data_stream.map(function, Types.ROW([Types.STRING(), Types.STRING()]).get_java_type_info())
+    return bundle_pairs(paired.name(name), stream, settings, name, max_count, max_wait_ms, uid, max_span_ms)
+
+
+def bundle_pairs(j_pairs, origin, settings: Settings, name: str, max_count: int, max_wait_ms: int, uid: str,
+                 max_span_ms: int = 0):
+    """:func:`bundle_in_jvm` of a Java stream of ``Row(key, message)`` pairs made from ``origin`` (whose
+    parallelism decides whether the pairs are hashed to their subtask first)."""
+    from pyflink.common import Types
     from pyflink.java_gateway import get_gateway
 
-    gateway = get_gateway()
-    paired = stream._j_data_stream.map(function, Types.ROW([Types.STRING(), Types.STRING()]).get_java_type_info())
-    paired = paired.name(name)
-    if not _single(stream):  # each key's messages on one subtask before they are bundled
-        paired = paired.keyBy(gateway.jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
-    bundles = paired.transform(f"bundle {name}", Types.ROW([Types.STRING(), bundle_type()]).get_java_type_info(),
-                               jvm_functions(settings).Bundle(max_count, max_wait_ms, max_span_ms)).uid(uid)
-    return _keyed_pairs(bundles, Types.STRING(), bundle_type(), stream)
+    if not _single(origin):  # each key's messages on one subtask before they are bundled
+        j_pairs = j_pairs.keyBy(get_gateway().jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
+    bundles = j_pairs.transform(f"bundle {name}", Types.ROW([Types.STRING(), bundle_type()]).get_java_type_info(),
+                                jvm_functions(settings).Bundle(max_count, max_wait_ms, max_span_ms)).uid(uid)
+    return _keyed_pairs(bundles, Types.STRING(), bundle_type(), origin)
+
+
+def quiet_gate(stream, specs, settings: Settings, function, gate, name: str, uid: str):
+    """``stream`` (str messages) keyed by the key ``function`` (:func:`jvm_key`, one entity per key) computes,
+    through ``gate`` (``io.impetus.flink.QuietGate``), its spec stream ``specs`` (str) broadcast to it: the Java
+    stream of ``Row(bucket, tagged message)`` pairs it lets on, for :func:`bundle_pairs`."""
+    from pyflink.common import Types
+    from pyflink.java_gateway import get_gateway
+    from pyflink.util.java_utils import to_jarray
+
+    pair = Types.ROW([Types.STRING(), Types.STRING()]).get_java_type_info()
+    paired = stream._j_data_stream.map(function, pair).name(name)
+    keyed = paired.keyBy(get_gateway().jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
+    descriptors = to_jarray(get_gateway().jvm.org.apache.flink.api.common.state.MapStateDescriptor,
+                            [jvm_functions(settings).QuietGate.specDescriptor()])
+    broadcast = specs._j_data_stream.broadcast(descriptors)
+    return keyed.connect(broadcast).process(gate, pair).name(f"quiet gate: {name}").uid(uid)
 
 
 def latest_checkpoint(settings: Settings, job_name: str) -> str | None:

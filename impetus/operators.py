@@ -265,7 +265,7 @@ def is_tally(text: str) -> bool:
 
 def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], defaults: dict[str, dict],
              suppress_window_ms: int, out_of_orderness_ms: int, intake_of=None, decode=None, handoff=None,
-             handed=False, bundled=False, entities: int = 0):
+             handed=False, bundled=False, entities: int = 0, gated: bool = False):
     """A KeyedBroadcastProcessFunction running ``logic`` per key, with rules and suppression.
 
     ``intake_of``: None, the input is ``(doc, late, source topic)`` from :func:`intake`; or
@@ -299,6 +299,11 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
     record: the records kept under the old count are cleared when their timers fire, never judged (a silence
     pending then is not reported, an open suppression window not summarised), so that a sensor that reports on
     under its new bucket is never called silent by its old one.
+
+    ``gated`` (with ``entities``): the messages come through the JVM gate ``io.impetus.flink.QuietGate``
+    (:func:`impetus.streaming.detect_raw` with ``gate``), tagged: ``R`` and a message it passed on, judged as
+    above; ``C<n>``: n messages it found quiet, counted as processed; ``S<deadline> <message>``: a silence marker,
+    handed to the logic as ``logic.silence_marker(deadline, document)`` (not counted: it is no message).
 
     When a bounded input ends, Flink advances the watermark to the end of time and every
     pending timer fires. Timers up to the watermark the data itself implies (newest event
@@ -390,7 +395,19 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             logic_state = suppression = None
             out = []
             touched = {}  # entities: entity key -> its record, as read at its first message in this bundle
+            counts = False  # the gate's counts of quiet messages came
             for value, stamp in items:
+                marker = False
+                if gated:
+                    tag, value = value[:1], value[1:]
+                    if tag == "C":
+                        topic = self.admission.topic
+                        self.tally.setdefault(topic, [0, 0])[0] += int(value)
+                        counts = True
+                        continue
+                    if tag == "S":
+                        deadline, _, value = value.partition(" ")
+                        marker, stamp = logic.silence_marker(int(deadline), json.loads(value)), None
                 if decode is not None:
                     value = decode(value)
                     if value is None:
@@ -400,13 +417,15 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                     book = HandedRule(rule)
                 elif intake_of is None:
                     doc, late, topic = value
+                elif marker:
+                    doc, late = marker, False
                 else:
                     topic = self.admission.topic
                     doc, late, letter = self.admission(value, stamp, ctx)
                     if letter is not None:
                         yield self.admission.dead_letters, letter
                         continue
-                if topic is not None:
+                if topic is not None and not marker:
                     counted = self.tally.setdefault(topic, [0, 0])
                     counted[0] += 1
                     counted[1] += bool(late)
@@ -427,7 +446,7 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                     held = {} if stateless else (self.state.value() or {})
                     logic_state, suppression = held.get("logic"), held.get("suppress")
                 logic_state, suppression = self._judge(logic_state, suppression, doc, book, stamp, late, out)
-            if held is None and not touched:
+            if held is None and not touched and not counts:
                 return  # nothing but dead letters
             if topic is not None:
                 if not self.armed:
@@ -580,6 +599,59 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             yield from self._out(out, fired_at)
 
     return Detector()
+
+
+def spec_compiler(job: str, logic, compile, initial_rules: dict[str, dict], defaults: dict[str, dict]):
+    """A KeyedProcessFunction over the raw rules stream (rules and ``models.control``, all under one key) that
+    emits ``compile(logic, book)`` (text) whenever a message changes what it gives: the spec a JVM gate judges
+    by (:mod:`impetus.detect.quiet`), kept in step with the rules and the model version the detector applies.
+    The rule book is built as the detector builds it (the snapshot taken when the job was built, then what this
+    operator keeps in its state) and ``logic`` switches models as the detector's does."""
+    from pyflink.common import Types
+    from pyflink.datastream import KeyedProcessFunction
+    from pyflink.datastream.state import MapStateDescriptor
+
+    from impetus.rules import RuleBook, check_rule
+
+    class SpecCompiler(KeyedProcessFunction):
+        def open(self, runtime_context):
+            self.kept = runtime_context.get_map_state(MapStateDescriptor("rules", Types.STRING(), Types.STRING()))
+            metrics = runtime_context.get_metrics_group()
+            self.metric_bad = metrics.counter("rules_rejected")
+            self.metric_loads = metrics.counter("model_versions_loaded")
+            self.metric_failures = metrics.counter("model_loads_failed")
+            self.book = None
+            self.emitted = None
+
+        def process_element(self, value, ctx):
+            if self.book is None:
+                self.book = RuleBook(initial_rules, defaults)
+                for _, text in self.kept.items():
+                    if _is_control(text):
+                        switch_model(job, logic, json.loads(text), self.metric_loads, self.metric_failures)
+                    else:
+                        self.book.apply(json.loads(text))
+            if _is_control(value):
+                doc = _keep_control(job, value, self.kept, self.metric_bad)
+                if doc is not None:
+                    switch_model(job, logic, doc, self.metric_loads, self.metric_failures)
+            else:
+                try:
+                    rule = check_rule(json.loads(value))
+                except ValueError:
+                    self.metric_bad.inc()  # the detector says why
+                    return
+                if rule.get("deleted"):
+                    self.kept.remove(rule["rule_id"])
+                else:
+                    self.kept.put(rule["rule_id"], value)
+                self.book.apply(rule)
+            spec = compile(logic, self.book)
+            if spec != self.emitted:
+                self.emitted = spec
+                yield spec
+
+    return SpecCompiler()
 
 
 def batch_scorer(job: str, logic, rules_descriptor, intake_of, key_out=None):

@@ -7,7 +7,8 @@ A job declares its inputs (topic, schema, optional parser) and a logic object
                        '--> <topic>.dlq     kafka(rules) --broadcast--'
 
 or, with :func:`detect_raw` (urban, text), the raw messages keyed in the JVM straight into a detector that
-checks them itself (dead letters to ``<topic>.dlq`` from there): one Python call per message. Then it
+checks them itself (dead letters to ``<topic>.dlq`` from there): one Python call per message (or per bundle);
+the urban job's readings pass a gate in the JVM before it, which stops the usual ones (``gate``). Then it
 executes the job. ``models.control`` joins the rules' broadcast: a logic object with a
 ``load_model(name, version)`` method switches to an announced model version without a
 restart. Every option has a default, so ``python jobs/streaming/<job>.py``
@@ -157,7 +158,7 @@ def _dead_letters(settings, job: str, spec: Input, options: JobOptions, letters)
 
 def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions, rules, descriptor, name: str,
                logic, initial_rules, defaults, key_fields: tuple[str, ...] | None = None, handoff=None,
-               bundle: tuple[int, ...] | None = None):
+               bundle: tuple[int, ...] | None = None, gate=None):
     """Each input's raw messages straight into a detector that checks them itself (``intake_of`` of
     :func:`impetus.operators.detector`): one Python call per message (or bundle). The messages are keyed in the JVM
     (:func:`impetus.flink.key_in_jvm`), without a Python call: by ``key_fields`` of the JSON document (the
@@ -177,28 +178,43 @@ def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions
     bounds how far bundles of different buckets, taken in turn, reorder messages; with one bucket it is not
     needed and not applied. Returns (alerts as JSON str, tallies, dead-letter streams, the handed-over pairs or
     None).
+
+    ``gate`` (with ``key_fields`` and ``bundle``): ``compile(logic, rules)``, the quiet spec (text) of
+    :mod:`impetus.detect.quiet`. The messages then pass a JVM gate first (``io.impetus.flink.QuietGate``, keyed by
+    entity), which stops those the spec calls quiet (counted), keeps each entity's silence clock and hands the
+    detector the rest and its silence markers (``gated`` of :func:`impetus.operators.detector`; ``logic`` built
+    gated). The spec follows the rules and model versions: a Python operator on the rules stream compiles it
+    again whenever they change (:func:`impetus.operators.spec_compiler`).
     """
     from pyflink.common import Types
     from pyflink.datastream import OutputTag
 
     from impetus.flink import jvm_key, pair_type
     from impetus.operators import detector
+    from impetus.rules import RuleBook
 
     suppress_ms = int(options.suppress_minutes * 60_000) if key_fields else 0
     buckets = _hash_keys(env) if bundle is not None or not key_fields else None
     entities = buckets if bundle is not None and key_fields else 0
     if bundle is not None and buckets == 1:
         bundle = bundle[:2]  # one bucket keeps the arrival order whatever event time its bundles span
+    if gate is not None and not (key_fields and bundle):
+        raise ValueError("a quiet gate needs key_fields and bundle")
+    specs = None if gate is None else _quiet_specs(rules, job, logic, gate, initial_rules, defaults)
     alerts, tallies, dead, handed = [], [], [], []
     for spec in inputs:
         topic = options.topics[spec.topic]
-        function = jvm_key(settings, key_fields, buckets=buckets)
-        described = ("|".join(key_fields) + (" buckets" if buckets else "")) if key_fields else "text hash"
-        keyed, intake_of = _raw_keyed(env, settings, spec, options, function, described, bundle)
+        if gate is None:
+            function = jvm_key(settings, key_fields, buckets=buckets)
+            described = ("|".join(key_fields) + (" buckets" if buckets else "")) if key_fields else "text hash"
+            keyed, intake_of = _raw_keyed(env, settings, spec, options, function, described, bundle)
+        else:
+            keyed, intake_of = _gated(env, settings, spec, options, key_fields, buckets, bundle, specs,
+                                      gate(logic, RuleBook(initial_rules, defaults)))
         handed_tag = OutputTag(f"handed-{topic}", pair_type()) if handoff else None
         function = detector(job, logic, descriptor, initial_rules, defaults, suppress_ms, options.out_of_orderness_ms,
                             intake_of=intake_of, handoff=(handed_tag, handoff) if handoff else None,
-                            bundled=bundle is not None, entities=entities)
+                            bundled=bundle is not None, entities=entities, gated=gate is not None)
         out = (keyed.connect(rules)
                .process(function, output_type=Types.STRING())
                # one input: the uid detect() gives a detector of that name, so that its state restores either way
@@ -219,20 +235,60 @@ def _raw_keyed(env, settings, spec: Input, options: JobOptions, function, descri
     key with ``bundle`` (:func:`impetus.flink.bundle_in_jvm`), the ``intake_of`` an operator that checks them
     itself is given: ``(topic, schema, known tenants, parse, dead-letter OutputTag)``,
     :class:`impetus.operators.Admission`)."""
-    from pyflink.common import Types
-    from pyflink.datastream import OutputTag
-
     from impetus.flink import bundle_in_jvm, key_in_jvm
 
     topic = options.topics[spec.topic]
-    intake_of = (topic, spec.schema, frozenset(options.tenants), spec.parse,
-                 OutputTag(f"dead-letters-{topic}", Types.STRING()))
+    intake_of = _intake_of(spec, options)
     source, name = _source(env, settings, spec, options), f"key {topic} by {described}"
     if bundle is None:
         return key_in_jvm(source, function, name), intake_of
     max_count, max_wait_ms, *span = bundle
     return bundle_in_jvm(source, settings, function, name, max_count, max_wait_ms, uid=f"bundle-{spec.topic}",
                          max_span_ms=span[0] if span else 0), intake_of
+
+
+def _intake_of(spec: Input, options: JobOptions) -> tuple:
+    """The ``intake_of`` of a detector that checks one input's raw messages itself: ``(topic, schema, known
+    tenants, parse, dead-letter OutputTag)`` (:class:`impetus.operators.Admission`)."""
+    from pyflink.common import Types
+    from pyflink.datastream import OutputTag
+
+    topic = options.topics[spec.topic]
+    return (topic, spec.schema, frozenset(options.tenants), spec.parse,
+            OutputTag(f"dead-letters-{topic}", Types.STRING()))
+
+
+def _quiet_specs(rules, job: str, logic, compile, initial_rules, defaults):
+    """The stream of quiet specs a gate judges by: compiled again from the rules stream (the broadcast ``rules``'
+    input) whenever the rules or the model versions change (:func:`impetus.operators.spec_compiler`)."""
+    from pyflink.common import Types
+
+    from impetus.operators import spec_compiler
+
+    return (rules.input_stream.key_by(lambda _: "spec", key_type=Types.STRING())
+            .process(spec_compiler(job, logic, compile, initial_rules, defaults), output_type=Types.STRING())
+            .name("quiet spec").uid("quiet-spec"))
+
+
+def _gated(env, settings, spec: Input, options: JobOptions, key_fields, buckets: int, bundle, specs,
+           initial_spec: str):
+    """(one input's raw messages through the quiet gate, keyed by entity, then bundled per bucket of entities,
+    the ``intake_of`` of the detector after it, as :func:`_raw_keyed` gives)."""
+    from impetus.flink import bundle_pairs, jvm_functions, jvm_key, quiet_gate
+    from impetus.schemas import load_schema, max_payload_bytes
+
+    topic = options.topics[spec.topic]
+    intake_of = _intake_of(spec, options)
+    if spec.parse is not None:
+        raise ValueError("a quiet gate judges messages as they come: no parser")
+    source = _source(env, settings, spec, options)
+    gate = jvm_functions(settings).QuietGate(json.dumps(load_schema(spec.schema)), max_payload_bytes(spec.schema),
+                                             initial_spec, buckets, options.out_of_orderness_ms)
+    pairs = quiet_gate(source, specs, settings, jvm_key(settings, key_fields), gate,
+                       f"key {topic} by {'|'.join(key_fields)}", uid=f"quiet-gate-{spec.topic}")
+    max_count, max_wait_ms, *span = bundle
+    return bundle_pairs(pairs, source, settings, f"{topic} gated", max_count, max_wait_ms,
+                        uid=f"bundle-{spec.topic}", max_span_ms=span[0] if span else 0), intake_of
 
 
 def detect_handed(pairs, job: str, name: str, logic, options: JobOptions, initial_rules, defaults):

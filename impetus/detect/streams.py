@@ -28,10 +28,20 @@ class SensorWatch:
     """
 
     MODELS = ("urban_baseline",)
+    # a silence marker of the JVM gate, handed to on_event: the reading it carries plus this field (the deadline)
+    SILENT_AT = "impetus_silent_at"
 
-    def __init__(self, configured_thresholds: dict[str, float], baseline: dict | None = None):
+    def __init__(self, configured_thresholds: dict[str, float], baseline: dict | None = None, gated: bool = False):
         self.configured = dict(configured_thresholds)
         self.baseline = baseline
+        # gated: the JVM gate (io.impetus.flink.QuietGate, impetus.detect.quiet) keeps each sensor's silence clock
+        # and hands over the readings that may alert and silence markers; this watch then keeps no state
+        self.gated = gated
+
+    def silence_marker(self, deadline_ms: int, reading: dict) -> dict:
+        """The document :meth:`on_event` takes for the gate's marker: ``reading`` (the sensor's newest) still
+        the newest when the watermark passed ``deadline_ms``."""
+        return dict(reading, **{self.SILENT_AT: deadline_ms})
 
     def model_version(self, name: str) -> str | None:
         return self.baseline["version"] if self.baseline else None
@@ -52,6 +62,13 @@ class SensorWatch:
 
     def on_event(self, state, reading, book, ts_ms=None):
         tenant = reading["tenant"]
+        if self.gated and self.SILENT_AT in reading:
+            rule = book.single(tenant, "silent_sensor")
+            if rule is None:  # paused or deleted since the reading: no alert
+                return None, []
+            return None, [urban.silent_sensor_alert(
+                tenant, reading["sensor_id"], reading["kind"], reading["event_time"], reading[self.SILENT_AT],
+                reading.get("location"), rule["params"], detector=detector_of(rule))]
         alerts = []
         limits, rules = thresholds.thresholds_for(tenant, book, self.configured)
         rule = rules.get(reading["kind"])
@@ -63,6 +80,8 @@ class SensorWatch:
             alert = urban.urban_anomaly_alert(reading, self.baseline, anomaly_rule["params"])
             if alert:
                 alerts.append(alert)
+        if self.gated:
+            return None, alerts
         moment = urban.event_ms(reading["event_time"])
         state = dict(state or {})
         if moment >= state.get("last", moment):
@@ -75,8 +94,8 @@ class SensorWatch:
         return state, alerts
 
     def on_timer(self, state, ts_ms, book, end_of_input=False):
-        if not state:
-            return state, []
+        if not state or self.gated:
+            return None, []  # gated: state from before the gate (its silences are the gate's now)
         due = [d for d in state["deadlines"] if d <= ts_ms]
         state = dict(state, deadlines=[d for d in state["deadlines"] if d > ts_ms])
         if end_of_input:

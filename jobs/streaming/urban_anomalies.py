@@ -32,6 +32,9 @@ PYTHON_MODE = "thread"
 # 10 ms at most; above parallelism 1 (several buckets) within ten minutes of event time, so that no bundle carries
 # a sensor's readings hours past the others' (the counters of one hour arrive together and go together)
 READINGS_BUNDLE = (64, 10, 10 * 60 * 1000)
+# the usual readings stop at a gate in the JVM (io.impetus.flink.QuietGate, impetus.detect.quiet), which also keeps
+# each sensor's silence clock: Python judges only the readings that may alert, and the silences
+GATED = True
 
 
 def load_baseline(settings):
@@ -53,18 +56,22 @@ def load_baseline(settings):
 
 def build(env, settings, options, rules, descriptor, initial_rules):
     """Wire readings -> per-sensor watch (with the checks) -> per-area watch -> alert sinks onto ``env``."""
+    from functools import partial
+
+    from impetus.detect.quiet import compile_spec
     from impetus.detect.streams import AreaWatch, SensorWatch
     from impetus.rules import defaults_from, rule_kinds
 
     kinds = rule_kinds()
     defaults = defaults_from(kinds, ["urban_anomaly", "silent_sensor", "area_burst"])
-    watch = SensorWatch(dict(settings.sensor_thresholds), load_baseline(settings))
+    watch = SensorWatch(dict(settings.sensor_thresholds), load_baseline(settings), gated=GATED)
+    gate = partial(compile_spec, tenants=tuple(options.tenants)) if GATED else None
     # readings checked and watched in bundles, one Python call each, of the sensors of one bucket (a hash of the
     # sensor's key in the JVM; one bucket at parallelism 1, so arrival order is kept); the urban anomalies with
     # an area handed to the area watch keyed by their area, with the tenant's area_burst rule
     sensor_alerts, tallies, dead_letters, anomalies = detect_raw(
         env, settings, JOB_NAME, INPUTS, options, rules, descriptor, "sensor watch", watch, initial_rules, defaults,
-        key_fields=SensorWatch.KEY_FIELDS, handoff=AreaWatch.handed, bundle=READINGS_BUNDLE)
+        key_fields=SensorWatch.KEY_FIELDS, handoff=AreaWatch.handed, bundle=READINGS_BUNDLE, gate=gate)
     # one input (the rule comes with each anomaly), so Flink runs it on the sensor watch's operator thread
     area_alerts, _ = detect_handed(anomalies, JOB_NAME, "area watch", AreaWatch(), options, initial_rules, defaults)
     sink_alerts(sensor_alerts.union(area_alerts), settings, JOB_NAME, options)

@@ -157,3 +157,71 @@ def test_a_bundle_spans_no_more_event_time_than_its_bound():
     # 1101 is more than 100 ms after 1000, the earliest waiting; 1000 is more than 100 ms before 1150, the latest
     assert [[json.loads(t)["n"] for t in texts] for texts, _ in found] == [[0, 1, 2], [3, 4], [5, 6]]
     assert [stamps_ for _, stamps_ in found] == [[1000, 1050, 1100], [1101, 1150], [1000, 1010]]
+
+
+GATE_PROBE = """
+import json, sys
+from impetus.config import load_settings
+from impetus.flink import jvm_functions
+from impetus.schemas import load_schema
+
+functions = jvm_functions(load_settings())
+check = functions.SchemaCheck(json.dumps(load_schema("sensors.readings")))
+messages = json.loads(sys.stdin.read())
+accepted = [check.accepted(m) is not None for m in messages]
+times = [functions.SchemaCheck.epochMs(json.loads(m)["event_time"]) if ok else None
+         for m, ok in zip(messages, accepted)]
+print(json.dumps({"accepted": accepted, "times": times}))
+"""
+
+
+def test_the_gates_schema_check_vouches_only_for_readings_python_accepts_and_reads_their_time_alike():
+    from impetus.detect.urban import event_ms
+    from impetus.schemas import PayloadRejected, check_payload
+
+    plain = dict(READING, event_time="2019-03-01T07:00:00+13:00")
+    cases = [  # (message, whether the JVM check vouches for it)
+        (json.dumps(plain), True),
+        (json.dumps(dict(plain, event_time="1969-12-31T23:59:59.9995Z")), True),  # before 1970: floored
+        (json.dumps(dict(plain, event_time="2019-03-01T07:00:00.123456789-03:30")), True),
+        (json.dumps(dict(plain, value=3)), True),
+        (json.dumps(ESCAPED, ensure_ascii=False), True),
+        (json.dumps({k: v for k, v in plain.items() if k != "location"}), True),
+        (" " + json.dumps(plain) + "\n", True),
+        # valid for Python, in forms the JVM check leaves to it
+        (json.dumps(dict(plain, event_time="2019-03-01t07:00:00z")), False),
+        (json.dumps(dict(plain, event_time="2019-03-01T07:00:00+1300")), False),
+        (json.dumps(dict(plain, value=2 ** 60)), False),
+        # invalid
+        (json.dumps(plain)[:-1] + ', "tenant": "padova"}', False),  # a repeated key
+        (json.dumps(plain) + " {}", False),  # something after the document
+        (json.dumps(plain).replace("12.5", "NaN"), False),
+        (json.dumps(dict(plain, value=True)), False),
+        (json.dumps(dict(plain, value="12.5")), False),
+        (json.dumps(dict(plain, extra=1)), False),
+        (json.dumps(dict(plain, tenant="Oslo")), False),
+        (json.dumps(dict(plain, tenant="")), False),
+        (json.dumps(dict(plain, sensor_id="s" * 129)), False),
+        (json.dumps(dict(plain, location={"area": "Torget", "lat": 91.0})), False),
+        (json.dumps(dict(plain, location={"area": "Torget", "floor": 2})), False),
+        (json.dumps({k: v for k, v in plain.items() if k != "kind"}), False),
+        (json.dumps(dict(plain, event_time="2019-02-30T07:00:00Z")), False),
+        (json.dumps(dict(plain, event_time="0000-01-01T00:00:00Z")), False),
+        (json.dumps(dict(plain, event_time="yesterday")), False),
+        ("not json at all", False),
+        (json.dumps([plain]), False),
+    ]
+    result = subprocess.run([sys.executable, "-c", GATE_PROBE], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, input=json.dumps([m for m, _ in cases]), env=dict(os.environ))
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["accepted"] == [vouched for _, vouched in cases]
+    for (message, vouched), time in zip(cases, found["times"]):
+        try:
+            doc = check_payload("sensors.readings", message)
+            python_time = event_ms(doc["event_time"])
+        except (PayloadRejected, ValueError):
+            doc = python_time = None
+        if vouched:
+            assert doc is not None and time == python_time, message
+    assert found["times"][:3] == [1551376800000, -1, 1551436200123]

@@ -190,7 +190,7 @@ def test_urban_job_killed_and_resumed_keeps_each_sensors_state_and_silence_timer
     assert Counter(a["alert_id"] for a in resumed) == Counter(a["alert_id"] for a in whole)
 
 
-def test_urban_job_resumed_at_another_parallelism_calls_no_reporting_sensor_silent(scratch, tmp_path):
+def test_urban_job_resumed_at_another_parallelism_keeps_each_sensors_silence_clock(scratch, tmp_path):
     from .test_urban_anomalies_job import reading
 
     t = scratch.tenant
@@ -201,12 +201,61 @@ def test_urban_job_resumed_at_another_parallelism_calls_no_reporting_sensor_sile
     topics = ["--topic", f"sensors.readings={scratch.source}", "--tenants", t, "--rules-topic", scratch.rules]
     env = {"IMPETUS_CHECKPOINT_URI": (tmp_path / "checkpoints").as_uri(), "IMPETUS_MODELS_DIR": str(tmp_path),
            "IMPETUS_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'no-registry.db'}", "IMPETUS_FLINK_PARALLELISM": "1"}
-    # killed at parallelism 1 (one bucket of sensors), resumed at 2 (16 buckets): each sensor's record stays
-    # behind under the old bucket, whose timers clear it instead of judging it
+    # killed at parallelism 1 (one bucket of sensors in Python), resumed at 2 (16 buckets): the silence clocks are
+    # kept by the JVM gate under each sensor's own key, which Flink hands to the subtask that now owns it
     resumed = killed_and_resumed(scratch, tmp_path, "jobs/streaming/urban_anomalies.py", topics, env, 1, second, 4,
-                                 2, resumed_env={"IMPETUS_FLINK_PARALLELISM": "2"})
+                                 3, resumed_env={"IMPETUS_FLINK_PARALLELISM": "2"})
     found = sorted((a["category"], a["entity"]["id"], a["event_time"]) for a in resumed)
     assert ("threshold", "s1", "2026-05-04T01:00:00.000Z") in found
     assert ("threshold", "s2", "2026-05-04T08:00:00.000Z") in found
-    # s1 and s2 never fell silent; s3's silence (due at 04:00) was pending in the old bucket and is not reported
-    assert [a for a in found if a[0] == "silent_sensor"] == []
+    # s1 and s2 never fell silent; s3, last heard at 01:00, is silent at 04:00 (its deadline pending at the kill)
+    assert [a for a in found if a[0] == "silent_sensor"] == [("silent_sensor", "s3", "2026-05-04T04:00:00.000Z")]
+
+
+def test_rules_changed_while_the_urban_job_runs_reach_its_gate(scratch, tmp_path):
+    """The urban job stops usual readings in the JVM (io.impetus.flink.QuietGate) by a spec compiled from the
+    rules: readings it stopped before a rule change must reach the Python watch after it, and back."""
+    from impetus.detect.urban import save_baseline
+
+    from .test_urban_anomalies_job import reading, tiny_baseline
+
+    t, settings = scratch.tenant, scratch.settings
+    save_baseline(tmp_path / "urban_baseline" / "baseline.json", tiny_baseline(t, ["s1", "s2", "s3", "s4"]))
+    log = open(tmp_path / "job.log", "w")
+    job = start_job("jobs/streaming/urban_anomalies.py", "--topic", f"sensors.readings={scratch.source}",
+                    "--tenants", t, "--group-id", f"test-{t}", "--rules-topic", scratch.rules,
+                    "--delivery", "at-least-once", env={"IMPETUS_MODELS_DIR": str(tmp_path)}, log=log)
+
+    def send_and_sync(sensor, value, hour):
+        """A reading, then a sentinel above the threshold; the alerts once the sentinel's alert is out."""
+        sent = [reading(t, sensor, value, hour), reading(t, f"sentinel-{hour}", 5000.0, hour)]
+        scratch.produce([m for m, _ in sent], timestamps=[ts for _, ts in sent])
+
+        def sentinel_out():
+            alerts = scratch.read(scratch.alerts, committed_only=False, job_running=True)
+            return alerts if any(a["entity"]["id"] == f"sentinel-{hour}" for a in alerts) else None
+
+        return wait_for(sentinel_out, what=f"the sentinel at hour {hour}")
+
+    def raised(alerts, sensor):
+        return sorted(a["category"] for a in alerts if a["entity"]["id"] == sensor)
+
+    try:
+        # usual for the baseline (median 100, MAD 10) and far below the 3000 threshold: stopped at the gate
+        assert raised(send_and_sync("s1", 104.0, 1), "s1") == []
+        publish(settings, [make_rule("low-limit", t, "sensor_threshold",
+                                     {"kind": "pedestrian_count", "threshold": 100.0})], scratch.rules)
+        time.sleep(3)
+        assert raised(send_and_sync("s2", 104.0, 2), "s2") == ["threshold"]
+        publish(settings, [make_rule("low-limit", t, "sensor_threshold",
+                                     {"kind": "pedestrian_count", "threshold": 100.0}, enabled=False)], scratch.rules)
+        time.sleep(3)
+        assert raised(send_and_sync("s3", 104.0, 3), "s3") == []
+        # a tighter anomaly rule: 125 is 2.5 MADs and 25 persons/h from usual
+        publish(settings, [make_rule("tight", t, "urban_anomaly", {"k": 2.0, "min_abs": 10.0})], scratch.rules)
+        time.sleep(3)
+        assert raised(send_and_sync("s4", 125.0, 4), "s4") == ["urban_anomaly"]
+        assert job.poll() is None, "the job must still be the same run"
+    finally:
+        kill(job)
+        log.close()
