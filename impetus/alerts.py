@@ -22,7 +22,7 @@ def utc_iso(moment: datetime) -> str:
 
 def parse_time(text: str) -> datetime:
     """Parse an ISO 8601 timestamp with offset (``Z`` accepted) into an aware datetime."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"timestamp {text!r} has no UTC offset")
     return moment

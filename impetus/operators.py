@@ -281,7 +281,7 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
     (no rules broadcast) that takes those pairs keyed as they are (:func:`impetus.flink.keyed_pairs`) and judges
     each alert by the rule handed with it. One input and a forward connection let Flink chain it to the detector
     before it, so both run on one operator thread (in ``thread`` mode, one thread less taking turns on the
-    interpreter lock). Alerts of timers (suppression follow-ups, silence) are not handed over: PyFlink's
+    interpreter lock). Alerts of timers (suppression follow-ups, silence without a gate) are not handed over: PyFlink's
     ``thread`` mode drops side outputs emitted from ``on_timer``.
 
     ``bundled`` (with ``intake_of``): the input is bundles of one key's raw messages, ``Row(messages,

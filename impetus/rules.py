@@ -21,6 +21,7 @@ Which rules apply to an event of tenant T (:class:`RuleBook`):
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import datetime, timezone
 
@@ -68,10 +69,22 @@ def check_rule(rule: dict, kinds: dict[str, dict] | None = None) -> dict:
     if unknown:
         raise RuleError(f"rule {rule['rule_id']!r}: unknown parameter(s) {', '.join(unknown)} for kind "
                         f"{rule['kind']!r}; it takes {', '.join(sorted(spec['params'])) or 'none'}")
-    problem = _param_errors(rule)
+    problem = _non_finite(rule["params"]) or _param_errors(rule)
     if problem:
         raise RuleError(f"rule {rule['rule_id']!r}: {problem}")
     return rule
+
+
+def _non_finite(value, where: str = "params") -> str | None:
+    """Where a number that is not finite (NaN, an infinity: JSON's ``NaN`` or ``1e999`` decode to them) sits."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where} is {value!r}: numbers must be finite"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for name, each in items:
+        problem = _non_finite(each, f"{where}.{name}")
+        if problem:
+            return problem
+    return None
 
 
 def _param_errors(rule: dict) -> str | None:

@@ -19,6 +19,7 @@ metadata every bronze table has); ``x-policy`` names the processing policy
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -170,7 +171,30 @@ def validator(name: str, directory: str | None = None):
     """A compiled validator for schema ``name``: call it with a decoded document."""
     schema = load_schema(name, Path(directory) if directory else None)
     body = {k: v for k, v in schema.items() if k != "examples"}
-    return fastjsonschema.compile(body, formats={"date": r"^\d{4}-\d{2}-\d{2}$"})
+    return fastjsonschema.compile(body, formats={"date": r"^\d{4}-\d{2}-\d{2}$", "date-time": is_date_time})
+
+
+# RFC 3339's date-time (``T``/``Z`` either case, any fraction, ``Z`` or a ``±HH:MM`` offset); is_date_time also asks
+# for a real moment (a real day, seconds below 60, year 1 or later, an offset within ±18:00) that every reader here
+# can take, Python's datetime and the JVM's java.time alike (io.impetus.flink.SchemaCheck holds the same rule)
+DATE_TIME = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)", re.ASCII)
+
+
+def is_date_time(value) -> bool:
+    """Whether ``value`` is a date-time every part of impetus reads alike (the schemas' ``date-time`` format)."""
+    from datetime import timedelta
+
+    from impetus.alerts import parse_time
+
+    if not isinstance(value, str):
+        return True  # a format judges strings only; the type is the schema's business
+    if len(value) > 64 or not DATE_TIME.fullmatch(value):
+        return False
+    try:
+        moment = parse_time(value)
+    except ValueError:
+        return False
+    return abs(moment.utcoffset()) <= timedelta(hours=18)
 
 
 def max_payload_bytes(name: str) -> int:

@@ -25,7 +25,7 @@ import org.apache.flink.util.Collector;
  * <p>Input: readings keyed by sensor ({@code Row(tenant|sensor_id|kind, message)}, {@link KeyByFields}); on
  * the broadcast side, the quiet spec impetus.detect.quiet compiles in Python from the rules and the baseline
  * in force (the first one is given when the job is built). A reading is <em>quiet</em> when
- * {@link SchemaCheck} vouches for it, its tenant is in the spec, it is not behind the watermark, and its value
+ * {@link SchemaCheck} finds it valid (as Python would), its tenant is in the spec, it is not behind the watermark, and its value
  * lies strictly inside the spec's band for its tenant, kind, sensor and hour of the week (below the kind's hard
  * threshold, inside the baseline's usual range): the Python watch would raise nothing for it. Quiet readings
  * stop here and are only counted; every other message goes on unchanged. Python decides what is valid, what is
@@ -40,14 +40,16 @@ import org.apache.flink.util.Collector;
  * <p>Output: {@code Row(bucket, tagged)}, the bucket being {@code buckets:crc32(sensor key) mod buckets} (as
  * {@link KeyByFields} with buckets) for {@link Bundle} and the Python watch; {@code tagged} is {@code R} and a
  * message passed on, {@code S<deadline ms> } and the newest reading for a silence, or {@code C<n>}: n quiet
- * readings counted since the last count went out (sent before the next message passed on, and when the
- * input ends), so that the job's accounting still counts every message. The tag makes markers unforgeable:
+ * readings counted since the last count went out (sent before the next message passed on, at least once a
+ * second while readings come, and when the input ends), so that the job's accounting still counts every message. The tag makes markers unforgeable:
  * every message from the topic passes here and goes on as {@code R...}.
  */
 public final class QuietGate extends KeyedBroadcastProcessFunction<Row, Row, String, Row> {
     private static final long serialVersionUID = 1L;
     private static final long NONE = Long.MIN_VALUE;
     private static final long END_OF_INPUT = Long.MAX_VALUE;
+    private static final long COUNT_EVERY_MS = 1000;
+    private static final double EXACT = 9007199254740992.0; // 2^53: beyond, a double and Python's int part
     private static final MapStateDescriptor<String, String> SPEC =
             new MapStateDescriptor<>("quiet-spec", Types.STRING, Types.STRING);
 
@@ -63,6 +65,7 @@ public final class QuietGate extends KeyedBroadcastProcessFunction<Row, Row, Str
     private transient ValueState<long[]> clock; // newest event time, timer, deadlines fired, deadline offsets...
     private transient ValueState<String> newest; // the sensor's newest valid reading
     private transient long quiet;
+    private transient long countedAt;
     private transient long newestStamp;
     private transient boolean armed;
 
@@ -71,6 +74,7 @@ public final class QuietGate extends KeyedBroadcastProcessFunction<Row, Row, Str
         final Map<String, Double> thresholds = new HashMap<>();
         long[] silence = new long[0];
         ZoneId zone;
+        boolean unjudged;
         String anomalyKind;
         final Map<String, double[]> bands = new HashMap<>();
     }
@@ -134,7 +138,11 @@ public final class QuietGate extends KeyedBroadcastProcessFunction<Row, Row, Str
             }
             JsonNode anomaly = node.path("anomaly");
             if (anomaly.isObject()) {
-                tenant.zone = ZoneId.of(anomaly.path("tz").textValue());
+                try {
+                    tenant.zone = ZoneId.of(anomaly.path("tz").textValue());
+                } catch (java.time.DateTimeException unknown) {
+                    tenant.unjudged = true; // a zone this JVM does not know: Python judges every reading
+                }
                 tenant.anomalyKind = anomaly.path("kind").textValue();
                 anomaly.path("bands").fields().forEachRemaining(b -> {
                     double[] flat = new double[2 * 168];
@@ -155,16 +163,12 @@ public final class QuietGate extends KeyedBroadcastProcessFunction<Row, Row, Str
 
     @Override
     public void processBroadcastElement(String spec, Context ctx, Collector<Row> out) throws Exception {
-        ctx.getBroadcastState(SPEC).put("spec", spec);
+        // kept in this run only: a job (re)built compiles its spec afresh from the rules and baseline of then
         use(spec);
     }
 
     @Override
     public void processElement(Row pair, ReadOnlyContext ctx, Collector<Row> out) throws Exception {
-        String spec = ctx.getBroadcastState(SPEC).get("spec");
-        if (spec != null) {
-            use(spec);
-        }
         String key = (String) pair.getField(0);
         String message = (String) pair.getField(1);
         Long stamp = ctx.timestamp();
@@ -176,7 +180,8 @@ public final class QuietGate extends KeyedBroadcastProcessFunction<Row, Row, Str
             ctx.timerService().registerEventTimeTimer(END_OF_INPUT - 1);
             armed = true;
         }
-        JsonNode reading = message.length() <= maxChars ? check.accepted(message) : null;
+        boolean fits = message.length() <= maxChars || message.codePointCount(0, message.length()) <= maxChars;
+        JsonNode reading = fits ? check.accepted(message) : null;
         Tenant tenant = reading == null ? null : tenants.get(reading.get("tenant").textValue());
         if (tenant == null) {
             pass(key, "R" + message, out);
@@ -187,6 +192,11 @@ public final class QuietGate extends KeyedBroadcastProcessFunction<Row, Row, Str
         boolean late = stamp != null && stamp < ctx.timerService().currentWatermark();
         if (!late && quiet(tenant, reading, moment)) {
             quiet++;
+            long now = ctx.timerService().currentProcessingTime();
+            if (now - countedAt >= COUNT_EVERY_MS) {
+                countedAt = now;
+                pass(key, null, out); // the count goes out even while every reading is quiet
+            }
         } else {
             pass(key, "R" + message, out);
         }
@@ -217,8 +227,14 @@ public final class QuietGate extends KeyedBroadcastProcessFunction<Row, Row, Str
     private boolean quiet(Tenant tenant, JsonNode reading, long moment) {
         String kind = reading.get("kind").textValue();
         double value = reading.get("value").doubleValue();
+        if (!(Math.abs(value) < EXACT)) {
+            return false;
+        }
         Double threshold = tenant.thresholds.get(kind);
         if (threshold != null && !(value < threshold)) {
+            return false;
+        }
+        if (tenant.unjudged) {
             return false;
         }
         if (tenant.zone == null || !("*".equals(tenant.anomalyKind) || kind.equals(tenant.anomalyKind))) {

@@ -9,30 +9,26 @@ import java.util.Map;
 import java.util.Set;
 import java.util.regex.Pattern;
 
-import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonParser;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.DeserializationFeature;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 
 /**
- * Whether a message is certainly valid against a JSON schema of the simple kind impetus's topics use:
- * objects with {@code required}, {@code properties} and {@code additionalProperties: false}, strings with
- * {@code minLength}, {@code maxLength}, {@code pattern} and the {@code date-time} format, numbers with
- * {@code minimum} and {@code maximum}. A schema using any other keyword is refused when this is built.
- *
- * <p>It only ever answers "certainly valid": a message it does not accept is not thereby invalid, it goes to
- * the Python check, which decides and dead-letters it with the reason. So it errs towards refusing: JSON with
- * a repeated key or anything after the document, numbers beyond 2^53 (where Python's exact integers and a
- * double part), and date-times in any form but {@code YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)}.
- * {@link #epochMs(String)} reads that form as Python's {@code impetus.detect.urban.event_ms} does.
+ * Whether a message is valid against a JSON schema of the simple kind impetus's topics use, deciding exactly as
+ * impetus.schemas.check_payload does in Python: objects with {@code required}, {@code properties} and
+ * {@code additionalProperties}, strings with {@code minLength}, {@code maxLength} (in code points), {@code pattern}
+ * (a trailing {@code $} ends the text, as fastjsonschema reads it) and the {@code date-time} format of
+ * impetus.schemas.is_date_time, numbers with {@code minimum} and {@code maximum}. JSON is read as Python's json
+ * module reads it: a repeated key keeps its last value, nothing may follow the document, no NaN. A schema using any
+ * other keyword is refused when this is built, so a message is never judged by a rule half understood.
+ * {@link #epochMs(String)} reads a date-time as Python's {@code impetus.detect.urban.event_ms} does.
  */
 public final class SchemaCheck implements Serializable {
     private static final long serialVersionUID = 1L;
     private static final Set<String> ANNOTATIONS = Set.of(
             "$schema", "$id", "title", "description", "examples", "default", "$comment");
-    private static final double EXACT = 9007199254740992.0; // 2^53
     private static final Pattern DATE_TIME = Pattern.compile(
-            "\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(\\.\\d{1,9})?(Z|[+-]\\d\\d:\\d\\d)");
+            "(\\d{4}-\\d\\d-\\d\\d)[Tt](\\d\\d:\\d\\d:\\d\\d)(\\.\\d+)?([Zz]|[+-]\\d\\d:\\d\\d)");
 
     private final Node root;
     private transient ObjectMapper mapper;
@@ -97,7 +93,11 @@ public final class SchemaCheck implements Serializable {
                     node.maxLength = value.intValue();
                     break;
                 case "pattern":
-                    node.pattern = Pattern.compile(value.textValue());
+                    String pattern = value.textValue();
+                    if (pattern.endsWith("$") && !pattern.endsWith("\\$")) {
+                        pattern = pattern.substring(0, pattern.length() - 1) + "\\z"; // fastjsonschema's reading
+                    }
+                    node.pattern = Pattern.compile(pattern);
                     break;
                 case "format":
                     if (!"date-time".equals(value.textValue())) {
@@ -128,11 +128,10 @@ public final class SchemaCheck implements Serializable {
                 + " is beyond what the JVM check supports");
     }
 
-    /** The document of a message this schema certainly accepts, else null. */
+    /** The document of a message this schema accepts, else null. */
     public JsonNode accepted(String message) {
         if (mapper == null) {
             mapper = new ObjectMapper();
-            mapper.enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION);
             mapper.enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
         }
         JsonNode document;
@@ -180,8 +179,7 @@ public final class SchemaCheck implements Serializable {
                     return false;
                 }
                 double number = value.doubleValue();
-                return Math.abs(number) < EXACT
-                        && (node.minimum == null || number >= node.minimum)
+                return (node.minimum == null || number >= node.minimum)
                         && (node.maximum == null || number <= node.maximum);
             case "boolean":
                 return value.isBoolean();
@@ -191,15 +189,23 @@ public final class SchemaCheck implements Serializable {
     }
 
     /**
-     * Epoch milliseconds (floored) of {@code YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)}, a real date and
-     * time of day, else null (any other form, which this check leaves to Python).
+     * Epoch milliseconds (floored) of a date-time impetus.schemas.is_date_time accepts (RFC 3339: {@code T} and
+     * {@code Z} either case, any fraction, {@code Z} or {@code +HH:MM}; a real moment, year 1 or later, the offset
+     * within 18 hours), else null.
      */
     public static Long epochMs(String text) {
-        if (text.length() > 35 || !DATE_TIME.matcher(text).matches()) {
+        java.util.regex.Matcher parts = text.length() > 64 ? null : DATE_TIME.matcher(text);
+        if (parts == null || !parts.matches()) {
             return null;
         }
+        String fraction = parts.group(3) == null ? "" : parts.group(3);
+        if (fraction.length() > 10) {
+            fraction = fraction.substring(0, 10); // Python keeps microseconds; nanoseconds floor to the same ms
+        }
+        String zone = parts.group(4).equalsIgnoreCase("z") ? "Z" : parts.group(4);
         try {
-            java.time.OffsetDateTime moment = java.time.OffsetDateTime.parse(text);
+            java.time.OffsetDateTime moment = java.time.OffsetDateTime.parse(
+                    parts.group(1) + "T" + parts.group(2) + fraction + zone);
             if (moment.getYear() < 1) {
                 return null; // Python's datetime starts at year 1
             }
