@@ -253,6 +253,47 @@ def _keep_control(job: str, value: str, broadcast_state, rejected) -> dict | Non
     return doc
 
 
+def rebuilt_book(job: str, logic, initial_rules: dict[str, dict], defaults: dict[str, dict], kept, loads, failures):
+    """The rule book an operator judges by after it starts: the snapshot taken when the job was built, then the
+    rules it keeps in ``kept`` (broadcast or map state: rule_id -> JSON, ``model:<name>`` -> announcement), the
+    model versions announced there loaded into ``logic``."""
+    from impetus.rules import RuleBook
+
+    book = RuleBook(initial_rules, defaults)
+    for _, text in kept.items():
+        if _is_control(text):
+            switch_model(job, logic, json.loads(text), loads, failures)
+        else:
+            book.apply(json.loads(text))
+    return book
+
+
+def take_rules_message(job: str, logic, value: str, kept, book, rejected, loads, failures) -> bool:
+    """One message of the rules stream kept in ``kept`` and applied: a rule to ``book`` (if given), a model
+    announcement to ``logic``; an invalid one counted in ``rejected`` and said why. Whether it changed anything."""
+    from impetus.rules import check_rule
+
+    if _is_control(value):
+        doc = _keep_control(job, value, kept, rejected)
+        if doc is None:
+            return False
+        switch_model(job, logic, doc, loads, failures)
+        return True
+    try:
+        rule = check_rule(json.loads(value))
+    except ValueError as err:
+        rejected.inc()
+        print(f"[{job}] ignored an invalid rule: {err}", flush=True)
+        return False
+    if rule.get("deleted"):
+        kept.remove(rule["rule_id"])
+    else:
+        kept.put(rule["rule_id"], value)
+    if book is not None:
+        book.apply(rule)
+    return True
+
+
 def bundle_items(bundle):
     """``(message, timestamp or None)`` of each message of a bundle (:func:`impetus.flink.bundle_type`)."""
     return zip(bundle[0], [None if stamp == NO_TIMESTAMP else stamp for stamp in bundle[1]])
@@ -321,7 +362,6 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
     from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
     from impetus.detect.suppression import close_windows, next_deadline, suppress_step
-    from impetus.rules import RuleBook, check_rule
 
     stateless = getattr(logic, "STATELESS", False) and suppress_window_ms <= 0
     handoff_tag, handoff_select = handoff or (None, None)
@@ -356,36 +396,13 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
             # Rebuilt once per task start: the snapshot taken at submission, then what the
             # broadcast state holds (restored from a checkpoint, or delivered since start).
             if self.book is None:
-                self.book = RuleBook(initial_rules, defaults)
-                for _, text in ctx.get_broadcast_state(rules_descriptor).items():
-                    if _is_control(text):
-                        self._switch_model(json.loads(text))
-                    else:
-                        self.book.apply(json.loads(text))
+                self.book = rebuilt_book(job, logic, initial_rules, defaults, ctx.get_broadcast_state(rules_descriptor),
+                                         self.metric_model_loads, self.metric_model_failures)
             return self.book
 
-        def _switch_model(self, message: dict) -> None:
-            switch_model(job, logic, message, self.metric_model_loads, self.metric_model_failures)
-
         def process_broadcast_element(self, value, ctx):
-            if _is_control(value):
-                doc = _keep_control(job, value, ctx.get_broadcast_state(rules_descriptor), self.metric_bad_rules)
-                if doc is not None:
-                    self._switch_model(doc)
-                return
-            try:
-                rule = check_rule(json.loads(value))
-            except ValueError as err:
-                self.metric_bad_rules.inc()
-                print(f"[{job}] ignored an invalid rule: {err}", flush=True)
-                return
-            state = ctx.get_broadcast_state(rules_descriptor)
-            if rule.get("deleted"):
-                state.remove(rule["rule_id"])
-            else:
-                state.put(rule["rule_id"], value)
-            if self.book is not None:
-                self.book.apply(rule)
+            take_rules_message(job, logic, value, ctx.get_broadcast_state(rules_descriptor), self.book,
+                               self.metric_bad_rules, self.metric_model_loads, self.metric_model_failures)
             return
             yield  # a generator, like every PyFlink process method
 
@@ -605,13 +622,10 @@ def spec_compiler(job: str, logic, compile, initial_rules: dict[str, dict], defa
     """A KeyedProcessFunction over the raw rules stream (rules and ``models.control``, all under one key) that
     emits ``compile(logic, book)`` (text) whenever a message changes what it gives: the spec a JVM gate judges
     by (:mod:`impetus.detect.quiet`), kept in step with the rules and the model version the detector applies.
-    The rule book is built as the detector builds it (the snapshot taken when the job was built, then what this
-    operator keeps in its state) and ``logic`` switches models as the detector's does."""
+    The rule book is built and kept as the detector's is (:func:`rebuilt_book`, :func:`take_rules_message`)."""
     from pyflink.common import Types
     from pyflink.datastream import KeyedProcessFunction
     from pyflink.datastream.state import MapStateDescriptor
-
-    from impetus.rules import RuleBook, check_rule
 
     class SpecCompiler(KeyedProcessFunction):
         def open(self, runtime_context):
@@ -625,27 +639,11 @@ def spec_compiler(job: str, logic, compile, initial_rules: dict[str, dict], defa
 
         def process_element(self, value, ctx):
             if self.book is None:
-                self.book = RuleBook(initial_rules, defaults)
-                for _, text in self.kept.items():
-                    if _is_control(text):
-                        switch_model(job, logic, json.loads(text), self.metric_loads, self.metric_failures)
-                    else:
-                        self.book.apply(json.loads(text))
-            if _is_control(value):
-                doc = _keep_control(job, value, self.kept, self.metric_bad)
-                if doc is not None:
-                    switch_model(job, logic, doc, self.metric_loads, self.metric_failures)
-            else:
-                try:
-                    rule = check_rule(json.loads(value))
-                except ValueError:
-                    self.metric_bad.inc()  # the detector says why
-                    return
-                if rule.get("deleted"):
-                    self.kept.remove(rule["rule_id"])
-                else:
-                    self.kept.put(rule["rule_id"], value)
-                self.book.apply(rule)
+                self.book = rebuilt_book(job, logic, initial_rules, defaults, self.kept, self.metric_loads,
+                                         self.metric_failures)
+            if not take_rules_message(job, logic, value, self.kept, self.book, self.metric_bad, self.metric_loads,
+                                      self.metric_failures):
+                return
             spec = compile(logic, self.book)
             if spec != self.emitted:
                 self.emitted = spec

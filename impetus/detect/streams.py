@@ -66,9 +66,8 @@ class SensorWatch:
             rule = book.single(tenant, "silent_sensor")
             if rule is None:  # paused or deleted since the reading: no alert
                 return None, []
-            return None, [urban.silent_sensor_alert(
-                tenant, reading["sensor_id"], reading["kind"], reading["event_time"], reading[self.SILENT_AT],
-                reading.get("location"), rule["params"], detector=detector_of(rule))]
+            return None, [self._silent(tenant, reading["sensor_id"], reading["kind"], reading["event_time"],
+                                       reading[self.SILENT_AT], reading.get("location"), rule)]
         alerts = []
         limits, rules = thresholds.thresholds_for(tenant, book, self.configured)
         rule = rules.get(reading["kind"])
@@ -101,10 +100,14 @@ class SensorWatch:
         if end_of_input:
             return state, []
         rule = state["rule"]
-        alerts = [urban.silent_sensor_alert(state["tenant"], state["sensor"], state["kind"], state["last"], d,
-                                            state["location"], rule["params"], detector=detector_of(rule))
-                  for d in due]
+        alerts = [self._silent(state["tenant"], state["sensor"], state["kind"], state["last"], d, state["location"],
+                               rule) for d in due]
         return state, alerts
+
+    @staticmethod
+    def _silent(tenant, sensor, kind, last, deadline, location, rule):
+        return urban.silent_sensor_alert(tenant, sensor, kind, last, deadline, location, rule["params"],
+                                         detector=detector_of(rule))
 
     @staticmethod
     def deadline(state):
