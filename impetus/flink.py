@@ -297,10 +297,11 @@ def bundle_pairs(j_pairs, origin, settings: Settings, name: str, max_count: int,
     return _keyed_pairs(bundles, Types.STRING(), bundle_type(), origin)
 
 
-def quiet_gate(stream, specs, settings: Settings, function, gate, name: str, uid: str):
-    """``stream`` (str messages) keyed by the key ``function`` (:func:`jvm_key`, one entity per key) computes,
-    through ``gate`` (``io.impetus.flink.QuietGate``), its spec stream ``specs`` (str) broadcast to it: the Java
-    stream of ``Row(bucket, tagged message)`` pairs it lets on, for :func:`bundle_pairs`."""
+def gate_in_jvm(stream, specs, settings: Settings, function, gate, name: str, uid: str):
+    """``stream`` (str messages) keyed by the key ``function`` (:func:`jvm_key`) computes, through ``gate`` (an
+    ``io.impetus.flink.CountingGate``: ``QuietGate`` keyed by entity, ``PostGate`` by a hash of the text), its spec
+    stream ``specs`` (str) broadcast to it: the Java stream of ``Row(bucket, tagged message)`` pairs it lets on, for
+    :func:`bundle_pairs`."""
     from pyflink.common import Types
     from pyflink.java_gateway import get_gateway
     from pyflink.util.java_utils import to_jarray
@@ -309,9 +310,9 @@ def quiet_gate(stream, specs, settings: Settings, function, gate, name: str, uid
     paired = stream._j_data_stream.map(function, pair).name(name)
     keyed = paired.keyBy(get_gateway().jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
     descriptors = to_jarray(get_gateway().jvm.org.apache.flink.api.common.state.MapStateDescriptor,
-                            [jvm_functions(settings).QuietGate.specDescriptor()])
+                            [jvm_functions(settings).CountingGate.specDescriptor()])
     broadcast = specs._j_data_stream.broadcast(descriptors)
-    return keyed.connect(broadcast).process(gate, pair).name(f"quiet gate: {name}").uid(uid)
+    return keyed.connect(broadcast).process(gate, pair).name(f"gate: {name}").uid(uid)
 
 
 def latest_checkpoint(settings: Settings, job_name: str) -> str | None:

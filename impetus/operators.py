@@ -341,10 +341,11 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
     pending then is not reported, an open suppression window not summarised), so that a sensor that reports on
     under its new bucket is never called silent by its old one.
 
-    ``gated`` (with ``entities``): the messages come through the JVM gate ``io.impetus.flink.QuietGate``
-    (:func:`impetus.streaming.detect_raw` with ``gate``), tagged: ``R`` and a message it passed on, judged as
-    above; ``C<n>``: n messages it found quiet, counted as processed; ``S<deadline> <message>``: a silence marker,
-    handed to the logic as ``logic.silence_marker(deadline, document)`` (not counted: it is no message).
+    ``gated``: the messages come through a JVM gate (``io.impetus.flink.QuietGate`` or ``PostGate``,
+    :func:`impetus.streaming.detect_raw` with ``gate``), tagged: ``R`` and a message it passed on, judged as
+    above; ``C<n>``: n messages it found quiet, counted as processed; ``S<deadline> <message>`` (``QuietGate``,
+    with ``entities``): a silence marker, handed to the logic as ``logic.silence_marker(deadline, document)`` (not
+    counted: it is no message).
 
     When a bounded input ends, Flink advances the watermark to the end of time and every
     pending timer fires. Timers up to the watermark the data itself implies (newest event
@@ -480,7 +481,7 @@ def detector(job: str, logic, rules_descriptor, initial_rules: dict[str, dict], 
                     yield from self._tallies()
             if entities:
                 yield from self._emit_entities(ctx, touched, out)
-            else:
+            elif held is not None:  # (None: only the gate's counts came)
                 yield from self._emit(ctx, held, logic_state, suppression, out)
 
         def _tallies(self):

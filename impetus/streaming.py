@@ -34,6 +34,23 @@ class Input:
     parse: Callable[[dict], dict] | None = None
 
 
+@dataclass(frozen=True)
+class Gate:
+    """A gate in the JVM in front of a raw detector (:func:`detect_raw`), stopping the messages its spec calls quiet.
+
+    ``compile(logic, book)``: the spec (text) for the rules of ``book`` (:class:`impetus.rules.RuleBook`), compiled
+    again whenever they change; ``java``: the gate, a class of io.impetus.flink: ``QuietGate`` (keyed by entity,
+    with ``key_fields``: it also keeps each entity's silence clock; spec :mod:`impetus.detect.quiet`) or
+    ``PostGate`` (per message, keyed by a hash of the text; spec :mod:`impetus.detect.text_gate`).
+    """
+    compile: Callable
+    java: str = "QuietGate"
+
+    @property
+    def keyed_by_entity(self) -> bool:
+        return self.java == "QuietGate"
+
+
 @dataclass
 class JobOptions:
     bounded: bool = False
@@ -179,12 +196,12 @@ def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions
     needed and not applied. Returns (alerts as JSON str, tallies, dead-letter streams, the handed-over pairs or
     None).
 
-    ``gate`` (with ``key_fields`` and ``bundle``): ``compile(logic, rules)``, the quiet spec (text) of
-    :mod:`impetus.detect.quiet`. The messages then pass a JVM gate first (``io.impetus.flink.QuietGate``, keyed by
-    entity), which stops those the spec calls quiet (counted), keeps each entity's silence clock and hands the
-    detector the rest and its silence markers (``gated`` of :func:`impetus.operators.detector`; ``logic`` built
-    gated). The spec follows the rules and model versions: a Python operator on the rules stream compiles it
-    again whenever they change (:func:`impetus.operators.spec_compiler`).
+    ``gate`` (a :class:`Gate`, with ``bundle``): the messages then pass a JVM gate first, which stops those its spec
+    calls quiet (counted) and hands the detector the rest (``gated`` of :func:`impetus.operators.detector`). A
+    ``QuietGate`` (with ``key_fields``: keyed by entity) also keeps each entity's silence clock and hands the
+    detector its silence markers (``logic`` built gated); a ``PostGate`` (without ``key_fields``) keeps nothing.
+    The spec follows the rules and model versions: a Python operator on the rules stream compiles it again
+    whenever they change (:func:`impetus.operators.spec_compiler`).
     """
     from pyflink.common import Types
     from pyflink.datastream import OutputTag
@@ -198,9 +215,9 @@ def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions
     entities = buckets if bundle is not None and key_fields else 0
     if bundle is not None and buckets == 1:
         bundle = bundle[:2]  # one bucket keeps the arrival order whatever event time its bundles span
-    if gate is not None and not (key_fields and bundle):
-        raise ValueError("a quiet gate needs key_fields and bundle")
-    specs = None if gate is None else _quiet_specs(rules, job, logic, gate, initial_rules, defaults)
+    if gate is not None and not (bundle and bool(key_fields) == gate.keyed_by_entity):
+        raise ValueError(f"a {gate.java} needs bundle and {'' if gate.keyed_by_entity else 'no '}key_fields")
+    specs = None if gate is None else _quiet_specs(rules, job, logic, gate.compile, initial_rules, defaults)
     alerts, tallies, dead, handed = [], [], [], []
     for spec in inputs:
         topic = options.topics[spec.topic]
@@ -209,8 +226,8 @@ def detect_raw(env, settings, job: str, inputs: list[Input], options: JobOptions
             described = ("|".join(key_fields) + (" buckets" if buckets else "")) if key_fields else "text hash"
             keyed, intake_of = _raw_keyed(env, settings, spec, options, function, described, bundle)
         else:
-            keyed, intake_of = _gated(env, settings, spec, options, key_fields, buckets, bundle, specs,
-                                      gate(logic, RuleBook(initial_rules, defaults)))
+            keyed, intake_of = _gated(env, settings, spec, options, key_fields, buckets, bundle, specs, gate,
+                                      gate.compile(logic, RuleBook(initial_rules, defaults)))
         handed_tag = OutputTag(f"handed-{topic}", pair_type()) if handoff else None
         function = detector(job, logic, descriptor, initial_rules, defaults, suppress_ms, options.out_of_orderness_ms,
                             intake_of=intake_of, handoff=(handed_tag, handoff) if handoff else None,
@@ -270,22 +287,29 @@ def _quiet_specs(rules, job: str, logic, compile, initial_rules, defaults):
             .name("quiet spec").uid("quiet-spec"))
 
 
-def _gated(env, settings, spec: Input, options: JobOptions, key_fields, buckets: int, bundle, specs,
+def _gated(env, settings, spec: Input, options: JobOptions, key_fields, buckets: int, bundle, specs, gate: Gate,
            initial_spec: str):
-    """(one input's raw messages through the quiet gate, keyed by entity, then bundled per bucket of entities,
-    the ``intake_of`` of the detector after it, as :func:`_raw_keyed` gives)."""
-    from impetus.flink import bundle_pairs, jvm_functions, jvm_key, quiet_gate
+    """(one input's raw messages through ``gate``, keyed by entity (``QuietGate``) or by a hash of the text
+    (``PostGate``), then bundled per bucket, the ``intake_of`` of the detector after it, as :func:`_raw_keyed`
+    gives)."""
+    from impetus.flink import bundle_pairs, gate_in_jvm, jvm_functions, jvm_key
     from impetus.schemas import load_schema, max_payload_bytes
 
     topic = options.topics[spec.topic]
     intake_of = _intake_of(spec, options)
     if spec.parse is not None:
-        raise ValueError("a quiet gate judges messages as they come: no parser")
+        raise ValueError("a gate judges messages as they come: no parser")
     source = _source(env, settings, spec, options)
-    gate = jvm_functions(settings).QuietGate(json.dumps(load_schema(spec.schema)), max_payload_bytes(spec.schema),
-                                             initial_spec, buckets, options.out_of_orderness_ms)
-    pairs = quiet_gate(source, specs, settings, jvm_key(settings, key_fields), gate,
-                       f"key {topic} by {'|'.join(key_fields)}", uid=f"quiet-gate-{spec.topic}")
+    functions, schema = jvm_functions(settings), json.dumps(load_schema(spec.schema))
+    if gate.keyed_by_entity:
+        function, described = jvm_key(settings, key_fields), "|".join(key_fields)
+        java = functions.QuietGate(schema, max_payload_bytes(spec.schema), initial_spec, buckets,
+                                   options.out_of_orderness_ms)
+    else:
+        function, described = jvm_key(settings, None, buckets=buckets), "text hash"
+        java = getattr(functions, gate.java)(schema, max_payload_bytes(spec.schema), initial_spec)
+    uid = f"quiet-gate-{spec.topic}" if gate.keyed_by_entity else f"{gate.java.lower()}-{spec.topic}"
+    pairs = gate_in_jvm(source, specs, settings, function, java, f"key {topic} by {described}", uid=uid)
     max_count, max_wait_ms, *span = bundle
     return bundle_pairs(pairs, source, settings, f"{topic} gated", max_count, max_wait_ms,
                         uid=f"bundle-{spec.topic}", max_span_ms=span[0] if span else 0), intake_of

@@ -17,7 +17,7 @@ go to ``jobs.accounting``. Rules on the ``rules`` topic apply without a restart.
 
 from __future__ import annotations
 
-from impetus.streaming import Input, account, detect_raw, run_job, sink_alerts, suppressed
+from impetus.streaming import Gate, Input, account, detect_raw, run_job, sink_alerts, suppressed
 
 JOB_NAME = "text_intelligence"
 INPUTS = [Input("social.posts", "social.posts"), Input("cti.posts", "cti.posts")]
@@ -28,22 +28,29 @@ PYTHON_MODE = "thread"
 # (and never past a watermark or checkpoint): impetus.flink.bundle_in_jvm
 POSTS_BUNDLE = 64
 POSTS_BUNDLE_WAIT_MS = 10
+# posts that hold none of the literals their tenant's rules need stop at a gate in the JVM (io.impetus.flink.PostGate,
+# impetus.detect.text_gate): Python analyses only the posts that may alert
+GATED = True
 
 
 def build(env, settings, options, rules, descriptor, initial_rules):
-    """Wire each topic's posts -> post watch (checks and analyses each post) -> suppression per post ->
-    alert sinks onto ``env``.
+    """Wire each topic's posts -> literal gate (JVM) -> post watch (checks and analyses each post) -> suppression
+    per post -> alert sinks onto ``env``.
 
     Nothing is kept per post, so the watch takes the raw messages in bundles (one Python call per bundle, in
     arrival order at parallelism 1) and only its alerts are keyed, by post, for suppression.
     """
+    from functools import partial
+
     from impetus.detect.streams import PostWatch
+    from impetus.detect.text_gate import compile_spec
     from impetus.rules import defaults_from, rule_kinds
 
     defaults = defaults_from(rule_kinds(), ["threat_language"])
+    gate = Gate(partial(compile_spec, tenants=tuple(options.tenants)), "PostGate") if GATED else None
     alerts, tallies, dead_letters, _ = detect_raw(env, settings, JOB_NAME, INPUTS, options, rules, descriptor,
                                                   "post watch", PostWatch(), initial_rules, defaults,
-                                                  bundle=(POSTS_BUNDLE, POSTS_BUNDLE_WAIT_MS))
+                                                  bundle=(POSTS_BUNDLE, POSTS_BUNDLE_WAIT_MS), gate=gate)
     sink_alerts(suppressed(alerts, settings, rules, descriptor, JOB_NAME, options, initial_rules, defaults),
                 settings, JOB_NAME, options)
     account(settings, JOB_NAME, options, [tallies], dead_letters)

@@ -20,7 +20,7 @@ restart (``impetus rules --help``).
 
 from __future__ import annotations
 
-from impetus.streaming import Input, account, detect_handed, detect_raw, run_job, sink_alerts
+from impetus.streaming import Gate, Input, account, detect_handed, detect_raw, run_job, sink_alerts
 
 JOB_NAME = "urban_anomalies"
 INPUTS = [Input("sensors.readings", "sensors.readings")]
@@ -65,7 +65,7 @@ def build(env, settings, options, rules, descriptor, initial_rules):
     kinds = rule_kinds()
     defaults = defaults_from(kinds, ["urban_anomaly", "silent_sensor", "area_burst"])
     watch = SensorWatch(dict(settings.sensor_thresholds), load_baseline(settings), gated=GATED)
-    gate = partial(compile_spec, tenants=tuple(options.tenants)) if GATED else None
+    gate = Gate(partial(compile_spec, tenants=tuple(options.tenants)), "QuietGate") if GATED else None
     # readings checked and watched in bundles, one Python call each, of the sensors of one bucket (a hash of the
     # sensor's key in the JVM; one bucket at parallelism 1, so arrival order is kept); the urban anomalies with
     # an area handed to the area watch keyed by their area, with the tenant's area_burst rule

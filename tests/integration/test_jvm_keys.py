@@ -228,3 +228,69 @@ def test_the_gates_schema_check_decides_as_python_does_and_reads_times_alike():
     assert found["accepted"] == [valid for _, valid in cases]
     assert found["times"] == python
     assert python[:3] == [1551376800000, -1, 1551436200123]
+
+
+POST_GATE_PROBE = """
+import json, sys
+from impetus.config import load_settings
+from impetus.flink import jvm_functions
+from impetus.schemas import load_schema, max_payload_bytes
+
+functions = jvm_functions(load_settings())
+given = json.loads(sys.stdin.read())
+verdicts = {}
+for topic, messages in given["messages"].items():
+    gate = functions.PostGate(json.dumps(load_schema(topic)), max_payload_bytes(topic), given["spec"])
+    verdicts[topic] = [gate.stops(m) for m in messages]
+print(json.dumps(verdicts))
+"""
+
+
+def test_the_post_gate_stops_exactly_the_posts_pythons_spec_calls_quiet():
+    from impetus.detect.streams import PostWatch
+    from impetus.detect.text import analyse_post
+    from impetus.detect.text_gate import compile_spec, may_alert
+    from impetus.replay.text import example_rules, generate
+    from impetus.rules import RuleBook, defaults_from, rule_kinds
+    from impetus.schemas import PayloadRejected, check_payload
+
+    rules = example_rules()  # with number-plate patterns, which the gate runs widened (no plain text in them)
+    book = RuleBook({r["rule_id"]: r for r in rules}, defaults_from(rule_kinds(), ["threat_language"]))
+    watch = PostWatch()
+    spec = compile_spec(watch, book, ("oslo", "padova"))
+    social, cti, _ = generate(seed=3, hours=0.25)
+    base = social[0]
+    tricky = [dict(base, text=text) for text in (
+        "A well established market", "A well-stabbed tyre", "over_kill", "\u65e5\u672ckill", "\u017ftab",
+        "The \u212aelvin scale", "KILL", "Bomb", "massacre\U0001F600", "\U0001F600kill", "\ud800kill",
+        "car AB 12345 seen", "car ab 12345 seen", "car AB \u0661\u0662\u0663\u0664\u0665 seen")]
+    messages = {"social.posts": [json.dumps(p) for p in social + tricky] + [
+        json.dumps(dict(base, tenant="bergen")),        # a tenant the spec does not know
+        json.dumps(dict(base, extra=1)),                # invalid
+        json.dumps(dict(base, text="x" * 20001)),       # too long
+        "not json",
+        json.dumps(dict(base, text="Nice day"), ensure_ascii=False)[:-1] + ', "text": "kill"}',  # the last key counts
+    ], "cti.posts": [json.dumps(p) for p in cti]}
+    result = subprocess.run([sys.executable, "-c", POST_GATE_PROBE], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, input=json.dumps({"spec": spec, "messages": messages}),
+                            env=dict(os.environ))
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    loaded = json.loads(spec)
+    for topic, texts in messages.items():
+        python = []
+        for message in texts:
+            try:
+                post = check_payload(topic, message)
+            except PayloadRejected:
+                python.append(False)  # Python dead-letters it: the gate passes it on
+                continue
+            quiet = not may_alert(loaded, post, topic)
+            if quiet:  # what the gate stops, the watch would have let pass without an alert
+                assert analyse_post(post, topic, watch.rules(post["tenant"], book)) == []
+            python.append(quiet)
+        assert found[topic] == python, topic
+        assert 0 < sum(python) < len(python)
+    # only "established" (stab inside a word), "over_kill" and a plate in lower case stop; the rest may alert or
+    # are Python's to judge
+    assert found["social.posts"][-19:] == [True, False, True] + [False] * 9 + [True] + [False] * 6

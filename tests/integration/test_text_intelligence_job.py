@@ -43,8 +43,9 @@ def test_known_posts_give_exact_alerts_dead_letters_and_counts(scratch, mode):
         social(t, "p4", "Queues at the derby tonight, fans angry", 20),
     ]
     # enough ordinary posts after p4 that the source's periodic watermark (minute 20 less the 5 s tolerated) has
-    # passed by the time p5 is read
-    fillers = [social(t, f"f{i}", "Nice weather", 20) for i in range(FILLERS)]
+    # passed by the time p5 is read: posts the JVM gate hands to Python ("stable" holds the threat literal "stab"),
+    # which raise nothing, so that reading them takes the source as long as before the gate
+    fillers = [social(t, f"f{i}", "Stable weather", 20) for i in range(FILLERS)]
     late = social(t, "p5", "Outage at portal.city.example again", 1)     # 19 minutes behind: late
     items = [
         cti(t, "c1", "Phishing kit impersonating portal.city.example, see CVE-2026-12345", 4),

@@ -8,13 +8,11 @@ import java.util.Iterator;
 import java.util.Map;
 
 import org.apache.flink.api.common.functions.OpenContext;
-import org.apache.flink.api.common.state.MapStateDescriptor;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
-import org.apache.flink.streaming.api.functions.co.KeyedBroadcastProcessFunction;
 import org.apache.flink.types.Row;
 import org.apache.flink.util.Collector;
 
@@ -37,21 +35,15 @@ import org.apache.flink.util.Collector;
  * sensor's newest reading, and Python raises the alert. Deadlines passed only because a bounded input ended
  * (beyond the newest timestamp seen less the tolerated disorder) are dropped, as in Python.
  *
- * <p>Output: {@code Row(bucket, tagged)}, the bucket being {@code buckets:crc32(sensor key) mod buckets} (as
- * {@link KeyByFields} with buckets) for {@link Bundle} and the Python watch; {@code tagged} is {@code R} and a
- * message passed on, {@code S<deadline ms> } and the newest reading for a silence, or {@code C<n>}: n quiet
- * readings counted since the last count went out (sent before the next message passed on, at least once a
- * second while readings come, and when the input ends), so that the job's accounting still counts every message. The tag makes markers unforgeable:
- * every message from the topic passes here and goes on as {@code R...}.
+ * <p>Output: {@code Row(bucket, tagged)} ({@link CountingGate}), the bucket being
+ * {@code buckets:crc32(sensor key) mod buckets} (as {@link KeyByFields} with buckets) for {@link Bundle} and the
+ * Python watch; besides the messages passed on ({@code R}) and the counts of quiet ones ({@code C}), {@code tagged}
+ * is {@code S<deadline ms> } and the newest reading for a silence, unforgeable like the others.
  */
-public final class QuietGate extends KeyedBroadcastProcessFunction<Row, Row, String, Row> {
+public final class QuietGate extends CountingGate {
     private static final long serialVersionUID = 1L;
     private static final long NONE = Long.MIN_VALUE;
-    private static final long END_OF_INPUT = Long.MAX_VALUE;
-    private static final long COUNT_EVERY_MS = 1000;
     private static final double EXACT = 9007199254740992.0; // 2^53: beyond, a double and Python's int part
-    private static final MapStateDescriptor<String, String> SPEC =
-            new MapStateDescriptor<>("quiet-spec", Types.STRING, Types.STRING);
 
     private final SchemaCheck check;
     private final int maxChars;
@@ -64,10 +56,7 @@ public final class QuietGate extends KeyedBroadcastProcessFunction<Row, Row, Str
     private transient String specText;
     private transient ValueState<long[]> clock; // newest event time, timer, deadlines fired, deadline offsets...
     private transient ValueState<String> newest; // the sensor's newest valid reading
-    private transient long quiet;
-    private transient long countedAt;
     private transient long newestStamp;
-    private transient boolean armed;
 
     /** One tenant's part of the spec. */
     private static final class Tenant {
@@ -93,11 +82,6 @@ public final class QuietGate extends KeyedBroadcastProcessFunction<Row, Row, Str
         this.buckets = buckets;
         this.outOfOrdernessMs = outOfOrdernessMs;
         parse(spec); // refused here, when the job is built, rather than in a running task
-    }
-
-    /** The broadcast state descriptor the spec stream is broadcast with. */
-    public static MapStateDescriptor<String, String> specDescriptor() {
-        return SPEC;
     }
 
     @Override
@@ -175,11 +159,7 @@ public final class QuietGate extends KeyedBroadcastProcessFunction<Row, Row, Str
         if (stamp != null && stamp > newestStamp) {
             newestStamp = stamp;
         }
-        if (!armed) {
-            // the count left at the end of a bounded input goes out from this timer (once per instance)
-            ctx.timerService().registerEventTimeTimer(END_OF_INPUT - 1);
-            armed = true;
-        }
+        arm(ctx);
         boolean fits = message.length() <= maxChars || message.codePointCount(0, message.length()) <= maxChars;
         JsonNode reading = fits ? check.accepted(message) : null;
         Tenant tenant = reading == null ? null : tenants.get(reading.get("tenant").textValue());
@@ -189,14 +169,8 @@ public final class QuietGate extends KeyedBroadcastProcessFunction<Row, Row, Str
         }
         long moment = SchemaCheck.epochMs(reading.get("event_time").textValue());
         move(moment, message, tenant, ctx);
-        boolean late = stamp != null && stamp < ctx.timerService().currentWatermark();
-        if (!late && quiet(tenant, reading, moment)) {
-            quiet++;
-            long now = ctx.timerService().currentProcessingTime();
-            if (now - countedAt >= COUNT_EVERY_MS) {
-                countedAt = now;
-                pass(key, null, out); // the count goes out even while every reading is quiet
-            }
+        if (!late(ctx) && quiet(tenant, reading, moment)) {
+            stopped(key, ctx, out);
         } else {
             pass(key, "R" + message, out);
         }
@@ -249,25 +223,17 @@ public final class QuietGate extends KeyedBroadcastProcessFunction<Row, Row, Str
         return bands[2 * how] < value && value < bands[2 * how + 1];
     }
 
-    /** A message on to the key's bucket, after the count of quiet readings not yet sent. */
-    private void pass(String key, String tagged, Collector<Row> out) {
-        String bucket = buckets + ":" + KeyByHash.bucketOf(key, buckets);
-        if (quiet > 0) {
-            out.collect(Row.of(bucket, "C" + quiet));
-            quiet = 0;
-        }
-        if (tagged != null) {
-            out.collect(Row.of(bucket, tagged));
-        }
+    @Override
+    protected String bucketOf(String key) {
+        return buckets + ":" + KeyByHash.bucketOf(key, buckets);
     }
 
     @Override
     public void onTimer(long timestamp, OnTimerContext ctx, Collector<Row> out) throws Exception {
-        String key = (String) ctx.getCurrentKey().getField(0);
-        if (timestamp == END_OF_INPUT - 1) {
-            pass(key, null, out);
+        if (ended(timestamp, ctx, out)) {
             return;
         }
+        String key = (String) ctx.getCurrentKey().getField(0);
         long[] state = clock.value();
         if (state == null || state[1] != timestamp) {
             return; // a timer the clock has moved past (a newer reading set an earlier one since)
