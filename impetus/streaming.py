@@ -301,13 +301,15 @@ def _gated(env, settings, spec: Input, options: JobOptions, key_fields, buckets:
         raise ValueError("a gate judges messages as they come: no parser")
     source = _source(env, settings, spec, options)
     functions, schema = jvm_functions(settings), json.dumps(load_schema(spec.schema))
+    # a task restarted within this run takes up the spec its gate kept; a job built anew starts from its own
+    build = uuid.uuid4().hex
     if gate.keyed_by_entity:
         function, described = jvm_key(settings, key_fields), "|".join(key_fields)
         java = functions.QuietGate(schema, max_payload_bytes(spec.schema), initial_spec, buckets,
-                                   options.out_of_orderness_ms)
+                                   options.out_of_orderness_ms, build)
     else:
         function, described = jvm_key(settings, None, buckets=buckets), "text hash"
-        java = getattr(functions, gate.java)(schema, max_payload_bytes(spec.schema), initial_spec)
+        java = getattr(functions, gate.java)(schema, max_payload_bytes(spec.schema), initial_spec, build)
     uid = f"quiet-gate-{spec.topic}" if gate.keyed_by_entity else f"{gate.java.lower()}-{spec.topic}"
     pairs = gate_in_jvm(source, specs, settings, function, java, f"key {topic} by {described}", uid=uid)
     max_count, max_wait_ms, *span = bundle

@@ -13,7 +13,7 @@ Spec (JSON)::
         "thresholds": {"<kind>": limit, ...},          # a reading at or above its kind's limit may alert
         "silence": [ms, ...],                          # silence deadlines after a reading (none: no silence rule)
         "anomaly": null | {"tz": "<zone>", "kind": "*" | "<kind>",
-                           "bands": {"<sensor_id>|<kind>": [[lo, hi] | null, ...]}}}}}   # 168 hours of the week
+                           "bands": {"<sensor_id>": {"<kind>": [[lo, hi] | null, ...]}}}}}}   # 168 hours of the week
 
 A reading is quiet when its value is below its kind's threshold and strictly inside ``(lo, hi)`` of its
 sensor's band for its hour of the week (``null``: the baseline cannot judge that hour, so only the threshold
@@ -66,7 +66,8 @@ def tenant_spec(tenant: str, book, configured: dict[str, float], baseline: dict 
         for sensor, kinds in baseline["series"].get(tenant, {}).items():
             for kind, hours in kinds.items():
                 if hours:
-                    bands[f"{sensor}|{kind}"] = [band(cell, params) for cell in hours]
+                    # nested, not joined: an id or kind holding the joining character could not collide
+                    bands.setdefault(sensor, {})[kind] = [band(cell, params) for cell in hours]
         spec["anomaly"] = {"tz": zone, "kind": params["sensor_kind"], "bands": bands}
     return spec
 
@@ -91,7 +92,7 @@ def is_quiet(spec: dict, reading: dict) -> bool:
     anomaly = tenant["anomaly"]
     if anomaly is None or anomaly["kind"] not in ("*", reading["kind"]):
         return True
-    hours = anomaly["bands"].get(f"{reading['sensor_id']}|{reading['kind']}")
+    hours = anomaly["bands"].get(reading["sensor_id"], {}).get(reading["kind"])
     if hours is None:
         return True
     cell = hours[urban.hour_of_week(reading["event_time"], anomaly["tz"])]

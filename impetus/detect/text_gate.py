@@ -16,7 +16,8 @@ Every alert of :mod:`impetus.detect.text` needs some text to be present, so each
 * watched assets are compared with the indicators extracted from the refanged text: each needs the longest run of
   ASCII letters and digits of its value (``oslo.example`` needs ``example``; a CVE its number; an IPv4 range its
   first octet; IPv6 a colon). Refanging only ever turns defanged brackets into ``.``, ``@`` or ``:`` and
-  ``hxxp`` into ``http``, so such a run of the value is in the original text as it is in the refanged one.
+  ``hxxp`` into ``http`` (before a colon), so such a run of the value, other than ``http`` or ``https``, is in
+  the original text as it is in the refanged one.
 
 Literals are ASCII. ``ci``: matched case-insensitively (ASCII letters of either case); a text holding one of
 :data:`FOLDS_TO_ASCII` (characters Python's case rules turn into or match with ASCII letters: ``K`` the Kelvin
@@ -130,7 +131,8 @@ def required_literals(pattern: re.Pattern) -> list[tuple[str, bool, bool]] | Non
 
 _TOP = 0x10FFFF
 _ASCII_WORD = [(0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)]
-_ASCII_SPACE = [(0x09, 0x0D), (0x1C, 0x20)]
+_ASCII_SPACE = [(0x09, 0x0D), (0x1C, 0x20)]  # \s of Unicode patterns; with (?a) only \t\n\v\f\r and space
+_STRICT_SPACE = [(0x09, 0x0D), (0x20, 0x20)]
 _LETTERS = [(0x41, 0x5A), (0x61, 0x7A)]
 _NON_ASCII = [(0x80, _TOP)]
 _BOUND = 1000  # larger repeat counts are read as "at least this many" or "any number"
@@ -164,8 +166,8 @@ _CATEGORIES = {  # category -> (a superset of what Python's pattern matches, a s
     sre.CATEGORY_NOT_DIGIT: (_complement([(0x30, 0x39)]), _ascii_complement([(0x30, 0x39)])),
     sre.CATEGORY_WORD: (_ASCII_WORD + _NON_ASCII, _ASCII_WORD),
     sre.CATEGORY_NOT_WORD: (_ascii_complement(_ASCII_WORD) + _NON_ASCII, _ascii_complement(_ASCII_WORD)),
-    sre.CATEGORY_SPACE: (_ASCII_SPACE + _NON_ASCII, _ASCII_SPACE),
-    sre.CATEGORY_NOT_SPACE: (_ascii_complement(_ASCII_SPACE) + _NON_ASCII, _ascii_complement(_ASCII_SPACE)),
+    sre.CATEGORY_SPACE: (_ASCII_SPACE + _NON_ASCII, _STRICT_SPACE),
+    sre.CATEGORY_NOT_SPACE: (_complement(_STRICT_SPACE), _ascii_complement(_ASCII_SPACE)),
 }
 
 
@@ -275,8 +277,9 @@ def asset_literal(asset: text.WatchedAsset) -> tuple[str, bool, bool] | None:
             return None
         return (str(asset.network.network_address).split(".")[0], False, False)
     if kind == "url":
-        value = value.split("://", 1)[1]  # the scheme may have been written hxxp
-    runs = _ASCII_RUN.findall(value.lower())
+        value = value.split("://", 1)[1]
+    # refanging writes http(s) for hxxp(s) or h**p(s) before a colon, in a URL's scheme and anywhere after it
+    runs = [run for run in _ASCII_RUN.findall(value.lower()) if run not in ("http", "https")]
     if kind == "cve":
         runs = runs[-1:]  # the number after the year: years are everywhere
     return (max(runs, key=len), True, False) if runs else None

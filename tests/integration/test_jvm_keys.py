@@ -240,7 +240,7 @@ functions = jvm_functions(load_settings())
 given = json.loads(sys.stdin.read())
 verdicts = {}
 for topic, messages in given["messages"].items():
-    gate = functions.PostGate(json.dumps(load_schema(topic)), max_payload_bytes(topic), given["spec"])
+    gate = functions.PostGate(json.dumps(load_schema(topic)), max_payload_bytes(topic), given["spec"], "test")
     verdicts[topic] = [gate.stops(m) for m in messages]
 print(json.dumps(verdicts))
 """
@@ -291,6 +291,16 @@ def test_the_post_gate_stops_exactly_the_posts_pythons_spec_calls_quiet():
             python.append(quiet)
         assert found[topic] == python, topic
         assert 0 < sum(python) < len(python)
+    # a widened pattern java.util.regex recurses on (a repeated alternation) over a long post: passed on, not a crash
+    deep = RuleBook({"deep": dict(rules[0], rule_id="deep", tenant="*", kind="investigation",
+                                  params={"match": "regex", "terms": r"(?:\d{2}|[A-Z]{2})+[!?]"})}, {})
+    long_post = json.dumps(dict(base, text="12" * 9000))
+    result = subprocess.run([sys.executable, "-c", POST_GATE_PROBE], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, input=json.dumps({"spec": compile_spec(watch, deep, ("oslo", "padova")),
+                                                           "messages": {"social.posts": [long_post]}}),
+                            env=dict(os.environ))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"social.posts": [False]}
     # only "established" (stab inside a word), "over_kill" and a plate in lower case stop; the rest may alert or
     # are Python's to judge
     assert found["social.posts"][-19:] == [True, False, True] + [False] * 9 + [True] + [False] * 6

@@ -63,7 +63,7 @@ def test_the_spec_follows_the_rules():
     assert spec["thresholds"] == {"pedestrian_count": 3000.0}
     assert spec["silence"] == [180 * 60_000, 720 * 60_000]
     assert spec["anomaly"]["tz"] == "UTC" and spec["anomaly"]["kind"] == "*"
-    assert len(spec["anomaly"]["bands"]["s1|pedestrian_count"]) == 168
+    assert len(spec["anomaly"]["bands"]["s1"]["pedestrian_count"]) == 168
 
     changed = spec_of(watch, rules(
         make_rule("limit", "oslo", "sensor_threshold", {"kind": "pedestrian_count", "threshold": 120.0}),
@@ -75,6 +75,16 @@ def test_the_spec_follows_the_rules():
     spec = {"tenants": {"oslo": changed}}
     assert is_quiet(spec, reading(119.0)) and not is_quiet(spec, reading(120.0))
     assert is_quiet(spec, reading(10.0))  # far from usual, but the anomaly rule judges pm2_5 only
+
+
+def test_bands_are_kept_per_sensor_then_kind_so_that_ids_with_a_bar_never_share_one():
+    doc = baseline([100.0, 10.0, 20])
+    series = doc["series"]["oslo"]
+    series["a|b"] = {"c": [[1000.0, 10.0, 20]] * 168}
+    series["a"] = {"b|c": [[100.0, 10.0, 20]] * 168}
+    spec = spec_of(SensorWatch({}, doc), rules())
+    assert not is_quiet(spec, reading(100.0, sensor="a|b", kind="c"))  # 100 where 1000 is usual: may alert
+    assert is_quiet(spec, reading(100.0, sensor="a", kind="b|c"))
 
 
 def test_without_a_baseline_or_an_anomaly_rule_only_thresholds_count():

@@ -153,6 +153,19 @@ def test_a_widened_pattern_finds_a_match_wherever_the_pattern_finds_one():
     assert [bool(plate.search(t)) for t in TEXTS[:5]] == [True, False, True, False, False]
 
 
+def test_refanged_http_in_a_watched_url_and_ascii_spaces_are_no_reason_to_stop_a_post():
+    # refanging writes "http" for "hxxp" before a colon anywhere in a URL, so "http(s)" is never the literal
+    rules_book, watch = book(rule("u", "watched_asset", indicator_type="url", value="http://a.io/https:x")), PostWatch()
+    post = cti("see hxxp://a.io/hxxps:x")
+    assert alerts_of(watch, rules_book, post) and may_alert(spec_of(rules_book), post, "cti.posts")
+    # with (?a), \s leaves out \x1c-\x1f, so \S and [^\s] take them
+    cases = ((r"(?a)[A-Z]\S\d", "A\x1c1"), (r"(?a)[A-Z][^\s]\d", "A\x1f1"), (r"\d(?a:\S)\d", "1\x1d2"))
+    for n, (terms, text) in enumerate(cases):
+        rules_book = book(rule(f"r{n}", "investigation", match="regex", terms=terms))
+        post = cti(text)
+        assert alerts_of(watch, rules_book, post) and may_alert(spec_of(rules_book), post, "cti.posts"), terms
+
+
 HOSTILE = [
     "Outage at portal[.]city[.]example again", "see hxxps://portal.city.example/login", "PORTAL.CITY.EXAMPLE",
     "mail admin(at)city.example now", "bad host 10[.]20[.]3[.]4 scanning", "range 10.20.255.1 and 10.21.0.1",

@@ -1,6 +1,8 @@
 package io.impetus.flink;
 
+import org.apache.flink.api.common.state.BroadcastState;
 import org.apache.flink.api.common.state.MapStateDescriptor;
+import org.apache.flink.api.common.state.ReadOnlyBroadcastState;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.streaming.api.functions.co.KeyedBroadcastProcessFunction;
 import org.apache.flink.types.Row;
@@ -15,6 +17,12 @@ import org.apache.flink.util.Collector;
  * messages stopped since the last count went out (sent before the next message passed on, at least once a second
  * while messages come, and when the input ends). The tag makes counts unforgeable: every message from the topic
  * goes on as {@code R...}.
+ *
+ * <p>The spec: the one compiled when the job was built, until the spec stream brings another, which is also kept
+ * in broadcast state with the build's token. A task restarted within the same run (a failover, from the run's
+ * checkpoint) takes the kept spec up again: it follows the rules that came since the build, which the rules
+ * stream does not deliver again. A job built anew (resubmitted, even from a checkpoint) has another token and
+ * starts from its own build's spec, compiled from the rules of then.
  */
 public abstract class CountingGate extends KeyedBroadcastProcessFunction<Row, Row, String, Row> {
     private static final long serialVersionUID = 1L;
@@ -24,9 +32,40 @@ public abstract class CountingGate extends KeyedBroadcastProcessFunction<Row, Ro
     private static final MapStateDescriptor<String, String> SPEC =
             new MapStateDescriptor<>("quiet-spec", Types.STRING, Types.STRING);
 
+    private final String build;
     private transient long quiet;
     private transient long countedAt;
     private transient boolean armed;
+    private transient boolean resumed;
+
+    /** @param build a token of this build of the job (a restarted task of the same build finds its spec kept) */
+    protected CountingGate(String build) {
+        this.build = build;
+    }
+
+    /** Applies a spec (text). */
+    protected abstract void use(String spec);
+
+    /** A spec from the spec stream: applied, and kept in broadcast state for a restart within this run. */
+    protected void keep(String spec, Context ctx) throws Exception {
+        use(spec);
+        BroadcastState<String, String> kept = ctx.getBroadcastState(SPEC);
+        kept.put("spec", spec);
+        kept.put("build", build);
+    }
+
+    /** At a task's first message: the spec kept by this build before a restart, if any, applied again. */
+    protected void resume(ReadOnlyContext ctx) throws Exception {
+        if (resumed) {
+            return;
+        }
+        resumed = true;
+        ReadOnlyBroadcastState<String, String> kept = ctx.getBroadcastState(SPEC);
+        String spec = kept.get("spec");
+        if (spec != null && build.equals(kept.get("build"))) {
+            use(spec);
+        }
+    }
 
     /** The broadcast state descriptor the spec stream is broadcast with. */
     public static MapStateDescriptor<String, String> specDescriptor() {

@@ -58,8 +58,10 @@ public final class PostGate extends CountingGate {
      * @param schema the topic's JSON schema (text), for {@link SchemaCheck}
      * @param maxChars longer messages go to Python (which refuses those over its byte limit)
      * @param spec the literal spec in force when the job is built (JSON)
+     * @param build a token of this build of the job ({@link CountingGate})
      */
-    public PostGate(String schema, int maxChars, String spec) {
+    public PostGate(String schema, int maxChars, String spec, String build) {
+        super(build);
         this.check = new SchemaCheck(schema);
         this.maxChars = maxChars;
         this.initialSpec = spec;
@@ -71,7 +73,8 @@ public final class PostGate extends CountingGate {
         use(initialSpec);
     }
 
-    private void use(String text) {
+    @Override
+    protected void use(String text) {
         if (text.equals(specText)) {
             return;
         }
@@ -112,13 +115,13 @@ public final class PostGate extends CountingGate {
     }
 
     @Override
-    public void processBroadcastElement(String spec, Context ctx, Collector<Row> out) {
-        // kept in this run only: a job (re)built compiles its spec afresh from the rules of then
-        use(spec);
+    public void processBroadcastElement(String spec, Context ctx, Collector<Row> out) throws Exception {
+        keep(spec, ctx);
     }
 
     @Override
-    public void processElement(Row pair, ReadOnlyContext ctx, Collector<Row> out) {
+    public void processElement(Row pair, ReadOnlyContext ctx, Collector<Row> out) throws Exception {
+        resume(ctx);
         String key = (String) pair.getField(0);
         String message = (String) pair.getField(1);
         arm(ctx);
@@ -161,7 +164,11 @@ public final class PostGate extends CountingGate {
 
     private static boolean found(String text, String haystack, Literal literal) {
         if (literal.pattern != null) {
-            return literal.pattern.matcher(text).find();
+            try {
+                return literal.pattern.matcher(text).find();
+            } catch (StackOverflowError | RuntimeException tooDeep) {
+                return true; // java.util.regex recurses on repeated alternations: Python's to judge
+            }
         }
         for (int at = haystack.indexOf(literal.text); at >= 0; at = haystack.indexOf(literal.text, at + 1)) {
             if (!literal.start || at == 0 || !isAsciiWord(text.charAt(at - 1))) {

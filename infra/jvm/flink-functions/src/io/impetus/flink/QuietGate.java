@@ -65,7 +65,7 @@ public final class QuietGate extends CountingGate {
         ZoneId zone;
         boolean unjudged;
         String anomalyKind;
-        final Map<String, double[]> bands = new HashMap<>();
+        final Map<String, Map<String, double[]>> bands = new HashMap<>(); // sensor -> kind -> 168 (lo, hi)
     }
 
     /**
@@ -74,8 +74,10 @@ public final class QuietGate extends CountingGate {
      * @param spec the quiet spec in force when the job is built (JSON)
      * @param buckets how many buckets the output is keyed by
      * @param outOfOrdernessMs the disorder the job's watermarks tolerate
+     * @param build a token of this build of the job ({@link CountingGate})
      */
-    public QuietGate(String schema, int maxChars, String spec, int buckets, long outOfOrdernessMs) {
+    public QuietGate(String schema, int maxChars, String spec, int buckets, long outOfOrdernessMs, String build) {
+        super(build);
         this.check = new SchemaCheck(schema);
         this.maxChars = maxChars;
         this.initialSpec = spec;
@@ -93,7 +95,8 @@ public final class QuietGate extends CountingGate {
         newestStamp = NONE;
     }
 
-    private void use(String text) {
+    @Override
+    protected void use(String text) {
         if (!text.equals(specText)) {
             tenants = parse(text);
             specText = text;
@@ -128,16 +131,20 @@ public final class QuietGate extends CountingGate {
                     tenant.unjudged = true; // a zone this JVM does not know: Python judges every reading
                 }
                 tenant.anomalyKind = anomaly.path("kind").textValue();
-                anomaly.path("bands").fields().forEachRemaining(b -> {
-                    double[] flat = new double[2 * 168];
-                    for (int how = 0; how < 168; how++) {
-                        JsonNode band = b.getValue().get(how);
-                        // no cell: the baseline cannot judge that hour, so nothing but the threshold can alert
-                        boolean none = band == null || band.isNull();
-                        flat[2 * how] = none ? Double.NEGATIVE_INFINITY : band.get(0).doubleValue();
-                        flat[2 * how + 1] = none ? Double.POSITIVE_INFINITY : band.get(1).doubleValue();
-                    }
-                    tenant.bands.put(b.getKey(), flat);
+                anomaly.path("bands").fields().forEachRemaining(sensor -> {
+                    Map<String, double[]> kinds = new HashMap<>();
+                    sensor.getValue().fields().forEachRemaining(b -> {
+                        double[] flat = new double[2 * 168];
+                        for (int how = 0; how < 168; how++) {
+                            JsonNode band = b.getValue().get(how);
+                            // no cell: the baseline cannot judge that hour, so nothing but the threshold can alert
+                            boolean none = band == null || band.isNull();
+                            flat[2 * how] = none ? Double.NEGATIVE_INFINITY : band.get(0).doubleValue();
+                            flat[2 * how + 1] = none ? Double.POSITIVE_INFINITY : band.get(1).doubleValue();
+                        }
+                        kinds.put(b.getKey(), flat);
+                    });
+                    tenant.bands.put(sensor.getKey(), kinds);
                 });
             }
             parsed.put(entry.getKey(), tenant);
@@ -147,12 +154,12 @@ public final class QuietGate extends CountingGate {
 
     @Override
     public void processBroadcastElement(String spec, Context ctx, Collector<Row> out) throws Exception {
-        // kept in this run only: a job (re)built compiles its spec afresh from the rules and baseline of then
-        use(spec);
+        keep(spec, ctx);
     }
 
     @Override
     public void processElement(Row pair, ReadOnlyContext ctx, Collector<Row> out) throws Exception {
+        resume(ctx);
         String key = (String) pair.getField(0);
         String message = (String) pair.getField(1);
         Long stamp = ctx.timestamp();
@@ -214,7 +221,8 @@ public final class QuietGate extends CountingGate {
         if (tenant.zone == null || !("*".equals(tenant.anomalyKind) || kind.equals(tenant.anomalyKind))) {
             return true;
         }
-        double[] bands = tenant.bands.get(reading.get("sensor_id").textValue() + "|" + kind);
+        Map<String, double[]> kinds = tenant.bands.get(reading.get("sensor_id").textValue());
+        double[] bands = kinds == null ? null : kinds.get(kind);
         if (bands == null) {
             return true;
         }
