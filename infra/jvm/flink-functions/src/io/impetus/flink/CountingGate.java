@@ -46,6 +46,11 @@ public abstract class CountingGate extends KeyedBroadcastProcessFunction<Row, Ro
     /** Applies a spec (text). */
     protected abstract void use(String spec);
 
+    @Override
+    public final void processBroadcastElement(String spec, Context ctx, Collector<Row> out) throws Exception {
+        keep(spec, ctx);
+    }
+
     /** A spec from the spec stream: applied, and kept in broadcast state for a restart within this run. */
     protected void keep(String spec, Context ctx) throws Exception {
         use(spec);

@@ -115,11 +115,6 @@ public final class PostGate extends CountingGate {
     }
 
     @Override
-    public void processBroadcastElement(String spec, Context ctx, Collector<Row> out) throws Exception {
-        keep(spec, ctx);
-    }
-
-    @Override
     public void processElement(Row pair, ReadOnlyContext ctx, Collector<Row> out) throws Exception {
         resume(ctx);
         String key = (String) pair.getField(0);
