@@ -53,7 +53,6 @@ from impetus.detect import text
 # case-insensitive matching takes for one (tests/unit/test_text_gate.py checks every code point)
 FOLDS_TO_ASCII = ("\u00df\u0130\u0131\u0149\u017f\u01f0\u1e96\u1e97\u1e98\u1e99\u1e9a\u1e9e\u212a"
                   "\ufb00\ufb01\ufb02\ufb03\ufb04\ufb05\ufb06")
-TOPICS = ("social.posts", "cti.posts")
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 _ASCII_RUN = re.compile(r"[a-z0-9]+", re.ASCII)
 
@@ -328,7 +327,7 @@ def compile_spec(watch, book, tenants) -> str:
     spec = {"fold": FOLDS_TO_ASCII, "tenants": {}}
     for tenant in sorted(tenants):
         compiled = watch.rules(tenant, book)
-        spec["tenants"][tenant] = {topic: rules_literals(compiled, topic) for topic in TOPICS}
+        spec["tenants"][tenant] = {topic: rules_literals(compiled, topic) for topic in text.TOPICS}
     return json.dumps(spec, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
 
 
@@ -345,8 +344,8 @@ def _found(body: str, lowered: str, literal) -> bool:
 
 
 def may_alert(spec: dict, post: dict, topic: str) -> bool:
-    """The gate's verdict on one valid post, in Python (for tests and the benchmark's plain loop): False when the
-    spec says it certainly raises nothing."""
+    """The gate's verdict on one valid post, in Python (for tests and scratch counts): False when the spec says it
+    certainly raises nothing."""
     tenant = spec["tenants"].get(post["tenant"])
     if tenant is None:
         return True

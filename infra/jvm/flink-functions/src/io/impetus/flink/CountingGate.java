@@ -1,9 +1,11 @@
 package io.impetus.flink;
 
+import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.api.common.state.BroadcastState;
 import org.apache.flink.api.common.state.MapStateDescriptor;
 import org.apache.flink.api.common.state.ReadOnlyBroadcastState;
 import org.apache.flink.api.common.typeinfo.Types;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
 import org.apache.flink.streaming.api.functions.co.KeyedBroadcastProcessFunction;
 import org.apache.flink.types.Row;
 import org.apache.flink.util.Collector;
@@ -17,6 +19,8 @@ import org.apache.flink.util.Collector;
  * messages stopped since the last count went out (sent before the next message passed on, at least once a second
  * while messages come, and when the input ends). The tag makes counts unforgeable: every message from the topic
  * goes on as {@code R...}.
+ *
+ * <p>Validity: {@link #accepted(String)}, the topic's schema checked as Python checks it ({@link SchemaCheck}).
  *
  * <p>The spec: the one compiled when the job was built, until the spec stream brings another, which is also kept
  * in broadcast state with the build's token. A task restarted within the same run (a failover, from the run's
@@ -32,15 +36,37 @@ public abstract class CountingGate extends KeyedBroadcastProcessFunction<Row, Ro
     private static final MapStateDescriptor<String, String> SPEC =
             new MapStateDescriptor<>("quiet-spec", Types.STRING, Types.STRING);
 
+    private final SchemaCheck check;
+    private final int maxChars;
+    private final String initialSpec;
     private final String build;
     private transient long quiet;
     private transient long countedAt;
     private transient boolean armed;
     private transient boolean resumed;
 
-    /** @param build a token of this build of the job (a restarted task of the same build finds its spec kept) */
-    protected CountingGate(String build) {
+    /**
+     * @param schema the topic's JSON schema (text), for {@link SchemaCheck}
+     * @param maxChars longer messages go to Python (which refuses those over its byte limit)
+     * @param spec the spec in force when the job is built (JSON; the subclass refuses a bad one when built)
+     * @param build a token of this build of the job (a restarted task of the same build finds its spec kept)
+     */
+    protected CountingGate(String schema, int maxChars, String spec, String build) {
+        this.check = new SchemaCheck(schema);
+        this.maxChars = maxChars;
+        this.initialSpec = spec;
         this.build = build;
+    }
+
+    @Override
+    public void open(OpenContext context) throws Exception {
+        use(initialSpec);
+    }
+
+    /** The message's document when it is valid (as Python would find it) and not too long; else null. */
+    protected JsonNode accepted(String message) {
+        boolean fits = message.length() <= maxChars || message.codePointCount(0, message.length()) <= maxChars;
+        return fits ? check.accepted(message) : null;
     }
 
     /** Applies a spec (text). */

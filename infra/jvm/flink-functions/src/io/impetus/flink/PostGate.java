@@ -7,7 +7,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.regex.Pattern;
 
-import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 import org.apache.flink.types.Row;
@@ -30,10 +29,6 @@ import org.apache.flink.util.Collector;
  */
 public final class PostGate extends CountingGate {
     private static final long serialVersionUID = 1L;
-
-    private final SchemaCheck check;
-    private final int maxChars;
-    private final String initialSpec;
 
     private transient Map<String, Map<String, Literal[]>> tenants; // tenant -> kind of post -> literals (null: all)
     private transient String fold;
@@ -61,16 +56,8 @@ public final class PostGate extends CountingGate {
      * @param build a token of this build of the job ({@link CountingGate})
      */
     public PostGate(String schema, int maxChars, String spec, String build) {
-        super(build);
-        this.check = new SchemaCheck(schema);
-        this.maxChars = maxChars;
-        this.initialSpec = spec;
+        super(schema, maxChars, spec, build);
         use(spec); // refused here, when the job is built, rather than in a running task
-    }
-
-    @Override
-    public void open(OpenContext context) {
-        use(initialSpec);
     }
 
     @Override
@@ -129,8 +116,7 @@ public final class PostGate extends CountingGate {
 
     /** Whether the message is a valid post of a known tenant that certainly raises nothing. */
     private boolean quiet(String message) {
-        boolean fits = message.length() <= maxChars || message.codePointCount(0, message.length()) <= maxChars;
-        JsonNode post = fits ? check.accepted(message) : null;
+        JsonNode post = accepted(message);
         Map<String, Literal[]> tenant = post == null ? null : tenants.get(post.get("tenant").textValue());
         if (tenant == null) {
             return false;

@@ -45,13 +45,9 @@ public final class QuietGate extends CountingGate {
     private static final long NONE = Long.MIN_VALUE;
     private static final double EXACT = 9007199254740992.0; // 2^53: beyond, a double and Python's int part
 
-    private final SchemaCheck check;
-    private final int maxChars;
-    private final String initialSpec;
     private final int buckets;
     private final long outOfOrdernessMs;
 
-    private transient ObjectMapper mapper;
     private transient Map<String, Tenant> tenants;
     private transient String specText;
     private transient ValueState<long[]> clock; // newest event time, timer, deadlines fired, deadline offsets...
@@ -77,21 +73,17 @@ public final class QuietGate extends CountingGate {
      * @param build a token of this build of the job ({@link CountingGate})
      */
     public QuietGate(String schema, int maxChars, String spec, int buckets, long outOfOrdernessMs, String build) {
-        super(build);
-        this.check = new SchemaCheck(schema);
-        this.maxChars = maxChars;
-        this.initialSpec = spec;
+        super(schema, maxChars, spec, build);
         this.buckets = buckets;
         this.outOfOrdernessMs = outOfOrdernessMs;
         parse(spec); // refused here, when the job is built, rather than in a running task
     }
 
     @Override
-    public void open(OpenContext context) {
-        mapper = new ObjectMapper();
+    public void open(OpenContext context) throws Exception {
+        super.open(context);
         clock = getRuntimeContext().getState(new ValueStateDescriptor<>("quiet-clock", long[].class));
         newest = getRuntimeContext().getState(new ValueStateDescriptor<>("quiet-newest", Types.STRING));
-        use(initialSpec);
         newestStamp = NONE;
     }
 
@@ -162,8 +154,7 @@ public final class QuietGate extends CountingGate {
             newestStamp = stamp;
         }
         arm(ctx);
-        boolean fits = message.length() <= maxChars || message.codePointCount(0, message.length()) <= maxChars;
-        JsonNode reading = fits ? check.accepted(message) : null;
+        JsonNode reading = accepted(message);
         Tenant tenant = reading == null ? null : tenants.get(reading.get("tenant").textValue());
         if (tenant == null) {
             pass(key, "R" + message, out);
